@@ -1,0 +1,10 @@
+"""Concurrency Katas' pytest plugin: runs kata tests the way a concurrency expert would."""
+
+from __future__ import annotations
+
+from pytest_katas.observe import ChildProcess, children
+from pytest_katas.verdict import KataFailure, Kind, fail_as
+
+__all__ = ["ChildProcess", "KataFailure", "Kind", "__version__", "children", "fail_as"]
+
+__version__ = "0.1.0"

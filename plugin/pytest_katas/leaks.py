@@ -1,0 +1,166 @@
+"""Finding what a test left behind: processes still alive, threads not joined, descriptors open."""
+
+from __future__ import annotations
+
+import dataclasses
+import gc
+import json
+import os
+import threading
+import time
+from collections.abc import Callable
+from typing import final
+
+import psutil
+
+__all__ = ["Baseline", "Leak", "find_leaks", "infrastructure_pids"]
+
+_INFRA_DIRS = (f"{os.sep}multiprocessing{os.sep}", f"{os.sep}concurrent{os.sep}")
+
+
+@final
+@dataclasses.dataclass(frozen=True)
+class Leak:
+    what: str  # "process", "thread" or "descriptor"
+    description: str
+
+
+@final
+@dataclasses.dataclass(frozen=True)
+class Baseline:
+    threads: frozenset[int]
+    fds: frozenset[int]
+
+    @classmethod
+    def take(cls) -> Baseline:
+        return cls(frozenset(t.ident or 0 for t in threading.enumerate()), frozenset(_fds()))
+
+
+def _fds() -> set[int]:
+    try:
+        return {int(fd) for fd in os.listdir("/proc/self/fd")}
+    except OSError:
+        return set()
+
+
+def infrastructure_pids() -> set[int]:
+    """multiprocessing's own helpers (resource tracker, forkserver), never a learner's leak."""
+    found: set[int] = set()
+    for child in psutil.Process().children(recursive=True):
+        try:
+            cmdline = " ".join(child.cmdline())
+        except psutil.Error:
+            continue
+        if "resource_tracker" in cmdline or "forkserver" in cmdline:
+            found.add(child.pid)
+    return found
+
+
+def _infrastructure_fds() -> set[int]:
+    fds: set[int] = set()
+    try:
+        from multiprocessing import forkserver, resource_tracker
+
+        tracker_fd = getattr(resource_tracker._resource_tracker, "_fd", None)
+        if tracker_fd is not None:
+            fds.add(tracker_fd)
+        alive = getattr(forkserver._forkserver, "_forkserver_alive_fd", None)
+        if alive is not None:
+            fds.add(alive)
+    except ImportError:  # pragma: no cover
+        pass
+    return fds
+
+
+def _thread_leaks(baseline: Baseline) -> list[threading.Thread]:
+    leaked = []
+    for thread in threading.enumerate():
+        if thread.ident in baseline.threads or not thread.is_alive():
+            continue
+        site = getattr(thread, "_kata_site", None) or ""
+        if any(part in site for part in _INFRA_DIRS):
+            continue
+        leaked.append(thread)
+    return leaked
+
+
+def _process_leaks() -> list[psutil.Process]:
+    infra = infrastructure_pids()
+    leaked = []
+    for child in psutil.Process().children(recursive=True):
+        try:
+            if child.pid not in infra and child.status() != psutil.STATUS_ZOMBIE:
+                leaked.append(child)
+        except psutil.Error:
+            continue
+    return leaked
+
+
+def _fd_leaks(baseline: Baseline, own: set[int]) -> list[tuple[int, str]]:
+    ignore = baseline.fds | own | _infrastructure_fds()
+    leaked = []
+    for fd in sorted(_fds() - ignore):
+        try:
+            target = os.readlink(f"/proc/self/fd/{fd}")
+        except OSError:
+            continue
+        if target.startswith(("socket:", "pipe:")):
+            leaked.append((fd, target))
+    return leaked
+
+
+def _socket_names() -> dict[int, str]:
+    names = {}
+    try:
+        for conn in psutil.Process().net_connections(kind="all"):
+            local = ":".join(map(str, conn.laddr)) if conn.laddr else "?"
+            remote = ":".join(map(str, conn.raddr)) if conn.raddr else ""
+            state = f" {conn.status}" if conn.status and conn.status != "NONE" else ""
+            names[conn.fd] = f"{local}{' -> ' + remote if remote else ''}{state}"
+    except psutil.Error:
+        pass
+    return names
+
+
+def _process_name(rundir: str | None, pid: int) -> str:
+    if rundir:
+        try:
+            with open(os.path.join(rundir, f"proc-{pid}.json"), encoding="utf-8") as handle:
+                info = json.load(handle)
+            where = f" at {info['where']}" if info.get("where") else ""
+            return f"{info['name']} (pid {pid}, target {info['target']}{where})"
+        except (OSError, ValueError, KeyError):
+            pass
+    return f"pid {pid}"
+
+
+def find_leaks(
+    baseline: Baseline,
+    own_fds: set[int],
+    rundir: str | None,
+    relpath: Callable[[str], str],
+    grace: float = 1.0,
+) -> list[Leak]:
+    """What is still alive or open ``grace`` seconds after the test returned."""
+    deadline = time.monotonic() + grace
+    while True:
+        gc.collect()
+        threads, procs = _thread_leaks(baseline), _process_leaks()
+        fds = _fd_leaks(baseline, own_fds)
+        if not (threads or procs or fds) or time.monotonic() >= deadline:
+            break
+        time.sleep(0.02)
+    leaks = [
+        Leak("process", f"process {_process_name(rundir, p.pid)} is still running")
+        for p in procs
+    ]
+    for thread in threads:
+        site = getattr(thread, "_kata_site", None)
+        where = f", started at {relpath(site)}" if site else ""
+        leaks.append(Leak("thread", f"thread {thread.name!r} is still running{where}"))
+    sockets = _socket_names()
+    for fd, target in fds:
+        kind = "socket" if target.startswith("socket:") else "pipe end"
+        detail = sockets.get(fd, target)
+        leaks.append(Leak("descriptor", f"{kind} (fd {fd}, {detail}) is still open"))
+    return leaks

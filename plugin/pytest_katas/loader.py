@@ -1,0 +1,113 @@
+"""Loading the learner's module lazily, and explaining in plain words when it does not load."""
+
+from __future__ import annotations
+
+import importlib.util
+import linecache
+import sys
+import traceback
+from pathlib import Path
+from types import ModuleType, TracebackType
+from typing import Any, final
+
+from pytest_katas.catalog import Kata
+
+__all__ = ["KataTarget", "TargetImportError", "describe_not_implemented"]
+
+
+class TargetImportError(Exception):
+    """The learner's file could not be imported; the message says where and why."""
+
+
+def _import_error_message(kata: Kata, path: Path, exc: BaseException) -> str:
+    shown = kata.relpath(path)
+    if isinstance(exc, SyntaxError) and exc.filename == str(path):
+        where = f"{shown}, line {exc.lineno}"
+        code = (exc.text or "").rstrip("\n")
+        pointer = f"\n    {code}\n    {' ' * max((exc.offset or 1) - 1, 0)}^" if code else ""
+        return (
+            f"{where}: {type(exc).__name__}: {exc.msg}{pointer}\n"
+            f"Python cannot read {shown}, so none of the {kata.name} tests can run. "
+            "Fix that line, then run the tests again."
+        )
+    line = None
+    for frame in traceback.extract_tb(exc.__traceback__):
+        if frame.filename == str(path):
+            line = frame.lineno
+    where = f"{shown}, line {line}" if line else shown
+    return (
+        f"{where}: importing it raised {type(exc).__name__}: {exc}\n"
+        f"The {kata.name} tests import {shown} first; fix the error above, then run them again."
+    )
+
+
+@final
+class KataTarget:
+    """The implementation under test, imported on first use as ``kata_<name>``.
+
+    Importing lazily keeps learner code out of the pytest process: the first attribute
+    access happens inside the test's sandbox, and spawn children import it by name.
+    """
+
+    def __init__(self, kata: Kata, path: Path) -> None:
+        self._kata = kata
+        self._path = path
+
+    @property
+    def kata(self) -> Kata:
+        return self._kata
+
+    @property
+    def path(self) -> Path:
+        return self._path
+
+    def load(self) -> ModuleType:
+        __tracebackhide__ = True
+        name = self._kata.module_name
+        module = sys.modules.get(name)
+        if module is not None:
+            return module
+        spec = importlib.util.spec_from_file_location(name, self._path)
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        try:
+            spec.loader.exec_module(module)
+        except BaseException as exc:
+            del sys.modules[name]
+            linecache.checkcache(str(self._path))
+            raise TargetImportError(_import_error_message(self._kata, self._path, exc)) from None
+        return module
+
+    def __getattr__(self, attribute: str) -> Any:
+        __tracebackhide__ = True
+        if attribute.startswith("__"):
+            raise AttributeError(attribute)
+        module = self.load()
+        try:
+            return getattr(module, attribute)
+        except AttributeError:
+            raise AttributeError(
+                f"{self._kata.relpath(self._path)} has no {attribute!r}: the {self._kata.name} "
+                f"kata expects it to define {attribute} (see {self._kata.relpath(self._kata.lesson)})"
+            ) from None
+
+    def __repr__(self) -> str:
+        return f"<kata {self._kata.name} from {self._kata.relpath(self._path)}>"
+
+
+def describe_not_implemented(
+    kata: Kata, path: Path, tb: TracebackType | None, test_name: str
+) -> str | None:
+    """``pipe.relay is not implemented yet: see ...`` if ``tb`` ends in the learner's stub."""
+    function = None
+    while tb is not None:
+        code = tb.tb_frame.f_code
+        if code.co_filename == str(path):
+            function = getattr(code, "co_qualname", code.co_name)
+        tb = tb.tb_next
+    if function is None:
+        return None
+    task = kata.task_of(test_name)
+    where = f"{kata.relpath(kata.lesson)}, task {task.id}" if task else kata.relpath(kata.lesson)
+    return f"{kata.name}.{function} is not implemented yet: see {where}"

@@ -1,0 +1,150 @@
+"""The pytest entry point: options, markers, the ``kata`` fixture, and running kata tests
+under the supervisor."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Generator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pytest_katas import catalog, sandbox, settings, supervise
+from pytest_katas.boot import ENV_MODULES, ENV_RUNDIR
+from pytest_katas.loader import KataTarget
+from pytest_katas.verdict import Outcome
+
+__all__ = ["KataTestFailed"]
+
+MARKERS = (
+    "kata_timeout(seconds): fail the test as a hang after this many seconds",
+    "kata_task(id): the kata task (from kata.toml) this test belongs to",
+    "task(taskno): Exercism's spelling of kata_task",
+)
+
+
+class KataTestFailed(Exception):
+    """Carries a sandboxed test's outcome from the supervisor to the report."""
+
+    def __init__(self, outcome: Outcome) -> None:
+        super().__init__(outcome.message)
+        self.outcome = outcome
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    settings.add_options(parser)
+
+
+def _check_kata_args(config: pytest.Config) -> None:
+    """``pytest katas/nosuch`` names the katas there are, not just 'not found'."""
+    for arg in config.args:
+        path = Path(config.invocation_params.dir, arg.split("::", 1)[0])
+        if path.exists():
+            continue
+        parent = path.parent
+        if parent.is_dir() and any((d / catalog.KATA_MANIFEST).is_file() for d in parent.iterdir()):
+            names = ", ".join(k.name for k in catalog.list_katas(parent))
+            raise pytest.UsageError(
+                f"there is no kata {path.name!r} in {arg.rsplit('/', 1)[0] or '.'}/. "
+                f"The katas are: {names}. Run one with: pytest {parent.name}/<kata>"
+            )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    for marker in MARKERS:
+        config.addinivalue_line("markers", marker)
+    for name in settings.SETTINGS:
+        settings.resolve(config, name)  # a bad value fails now, before any test runs
+    try:
+        catalog.check_target_option(settings.resolve(config, "kata_target"))
+    except catalog.KataError as exc:
+        raise pytest.UsageError(str(exc)) from None
+    _check_kata_args(config)
+
+
+def _target(request: pytest.FixtureRequest) -> KataTarget:
+    __tracebackhide__ = True
+    try:
+        kata = catalog.find_kata(Path(request.node.path))
+        if kata is None:
+            pytest.fail(
+                f"{request.node.path} is not inside a kata: the kata fixture needs a "
+                f"{catalog.KATA_MANIFEST} in the test's folder",
+                pytrace=False,
+            )
+        target = settings.resolve(request.config, "kata_target")
+        return KataTarget(kata, catalog.resolve_target(kata, target))
+    except catalog.KataError as exc:
+        pytest.fail(str(exc), pytrace=False)
+
+
+@pytest.fixture
+def kata(request: pytest.FixtureRequest) -> KataTarget:
+    """The implementation under test (the learner's file, or --kata-target's).
+
+    Use its functions as attributes: ``kata.relay([1, 2])``. It is imported on first use,
+    inside the test's sandbox.
+    """
+    return _target(request)
+
+
+@pytest.fixture
+def kata_start_method(request: pytest.FixtureRequest) -> str:
+    """The multiprocessing start method learner code runs under in this test."""
+    return str(settings.resolve(request.config, "kata_start_method"))
+
+
+def _limits(item: pytest.Function, target: KataTarget) -> supervise.Limits:
+    config = item.config
+    return supervise.Limits(
+        timeout=settings.resolve(
+            config, "kata_timeout", item.get_closest_marker("kata_timeout"), target.kata.timeout
+        ),
+        max_processes=settings.resolve(config, "kata_max_processes"),
+        max_memory=settings.resolve(config, "kata_max_memory"),
+        max_output=settings.resolve(config, "kata_max_output"),
+    )
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> bool | None:
+    if sandbox.INSIDE or "kata" not in pyfuncitem.fixturenames:
+        return None
+    __tracebackhide__ = True
+    target = pyfuncitem.funcargs["kata"]
+    assert isinstance(target, KataTarget)
+    rundir = supervise.new_rundir()
+    spec = sandbox.SandboxSpec(
+        target=target,
+        start_method=settings.resolve(pyfuncitem.config, "kata_start_method"),
+        rundir=rundir,
+        env={
+            ENV_RUNDIR: rundir,
+            ENV_MODULES: json.dumps({target.kata.module_name: str(target.path)}),
+        },
+    )
+    outcome = supervise.supervise(pyfuncitem, spec, _limits(pyfuncitem, target))
+    pyfuncitem.stash[_OUTCOME] = outcome
+    if outcome.status == "passed":
+        return True
+    if outcome.status == "skipped":
+        pytest.skip(outcome.message)
+    raise KataTestFailed(outcome)
+
+
+_OUTCOME = pytest.StashKey[Outcome]()
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, Any, None]:
+    result = yield
+    report: pytest.TestReport = result.get_result()
+    outcome = item.stash.get(_OUTCOME, None)
+    if call.when != "call" or outcome is None:
+        return
+    report.kata_outcome = outcome.to_json()  # type: ignore[attr-defined]
+    if call.excinfo is not None and isinstance(call.excinfo.value, KataTestFailed):
+        report.longrepr = outcome.text()

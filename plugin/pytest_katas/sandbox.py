@@ -1,0 +1,155 @@
+"""The forked process a kata test body runs in, so learner code can never hurt pytest itself."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import multiprocessing
+import os
+import sys
+import time
+import types
+from pathlib import Path
+from typing import Any, NoReturn
+
+import pytest
+
+from pytest_katas import boot, leaks
+from pytest_katas.loader import KataTarget, TargetImportError, describe_not_implemented
+from pytest_katas.verdict import KataFailure, Kind, Outcome
+
+__all__ = ["INSIDE", "SandboxSpec", "run_sandbox"]
+
+INSIDE = False  # true in the sandbox, where the test body runs for real
+
+
+class SandboxSpec:
+    """What the sandbox needs to know, fixed before the fork."""
+
+    def __init__(
+        self,
+        target: KataTarget,
+        start_method: str,
+        rundir: str,
+        env: dict[str, str],
+    ) -> None:
+        self.target = target
+        self.start_method = start_method
+        self.rundir = rundir
+        self.env = env
+
+
+def _use_stdio(out_fd: int, err_fd: int) -> None:
+    """Send fd 1/2 (and so every child's output) through the supervisor's counted pipes."""
+    os.dup2(out_fd, 1)
+    os.dup2(err_fd, 2)
+    os.close(out_fd)
+    os.close(err_fd)
+    sys.stdout = open(1, "w", encoding="utf-8", errors="replace", buffering=1, closefd=False)
+    sys.stderr = open(2, "w", encoding="utf-8", errors="replace", buffering=1, closefd=False)
+
+
+def _stand_in_main() -> None:
+    """Let spawn and forkserver children boot through our module instead of pytest's main."""
+    spec = importlib.util.find_spec("pytest_katas._childmain")
+    main = types.ModuleType("__main__")
+    main.__spec__ = spec
+    sys.modules["__main__"] = main
+
+
+def _prepare(spec: SandboxSpec) -> None:
+    os.environ.update(spec.env)
+    _stand_in_main()
+    multiprocessing.set_start_method(spec.start_method, force=True)
+    multiprocessing.set_forkserver_preload(["pytest_katas._childmain"])
+    boot.install()
+    boot.register("test process", role="main")
+
+
+def _classify(item: pytest.Function, spec: SandboxSpec, exc: BaseException) -> Outcome:
+    target = spec.target
+    if isinstance(exc, TargetImportError):
+        return Outcome("failed", Kind.BROKEN, str(exc))
+    if isinstance(exc, NotImplementedError):
+        text = describe_not_implemented(target.kata, target.path, exc.__traceback__, item.name)
+        if text is not None:
+            return Outcome("failed", Kind.TODO, text)
+    excinfo = pytest.ExceptionInfo.from_exception(exc)
+    details = str(item.repr_failure(excinfo))
+    if isinstance(exc, KataFailure):
+        return Outcome("failed", exc.kind, str(exc).split("\n", 1)[0], details)
+    if isinstance(exc, AssertionError):
+        return Outcome("failed", Kind.WRONG, "an assertion about the result failed", details)
+    if isinstance(exc, MemoryError):
+        return Outcome("failed", Kind.CAP, "the code ran out of memory (MemoryError)", details)
+    where = boot.learner_site(_tb_frames(exc))
+    at = f" at {target.kata.relpath(where)}" if where else ""
+    return Outcome("failed", Kind.CRASH, f"{type(exc).__name__} was raised{at}: {exc}", details)
+
+
+def _tb_frames(exc: BaseException) -> Any:
+    import traceback
+
+    return traceback.extract_tb(exc.__traceback__)
+
+
+def _run_test(item: pytest.Function, spec: SandboxSpec) -> Outcome:
+    started = time.perf_counter()
+    try:
+        item.runtest()
+    except pytest.skip.Exception as exc:
+        outcome = Outcome("skipped", message=str(exc.msg))
+        outcome.skip = (str(item.path), (item.location[1] or 0) + 1, f"Skipped: {exc.msg}")
+    except BaseException as exc:  # noqa: BLE001 - every failure is reported, none escapes
+        outcome = _classify(item, spec, exc)
+    else:
+        outcome = Outcome("passed")
+    outcome.duration = time.perf_counter() - started
+    return outcome
+
+
+def _add_leaks(outcome: Outcome, found: list[leaks.Leak]) -> None:
+    lines = "\n".join(f"  - {leak.description}" for leak in found)
+    text = f"left behind after the test returned:\n{lines}"
+    if outcome.status == "passed":
+        outcome.status, outcome.kind = "failed", Kind.LEAK
+        outcome.message = f"the code left {len(found)} thing(s) running or open"
+        outcome.details = (
+            f"{text}\n\nJoin every process and thread you start, and close every pipe and "
+            "socket you open (a `with` block does both)."
+        )
+    else:
+        outcome.details = f"{outcome.details}\n\nAlso {text}"
+
+
+def run_sandbox(item: pytest.Function, spec: SandboxSpec, out_fd: int, err_fd: int) -> NoReturn:
+    """The sandbox's whole life: run the test, check for leaks, report, exit."""
+    global INSIDE
+    INSIDE = True
+    code = 0
+    try:
+        _use_stdio(out_fd, err_fd)
+        _prepare(spec)
+        baseline = leaks.Baseline.take()
+        outcome = _run_test(item, spec)
+        if outcome.status != "skipped":
+            found = leaks.find_leaks(
+                baseline, set(), spec.rundir, spec.target.kata.relpath
+            )
+            if found:
+                _add_leaks(outcome, found)
+        result = Path(spec.rundir, "result.json")
+        result.with_suffix(".tmp").write_text(json.dumps(outcome.to_json()), encoding="utf-8")
+        os.replace(result.with_suffix(".tmp"), result)
+    except BaseException:  # noqa: BLE001 - the supervisor reports a sandbox that died silently
+        import traceback
+
+        traceback.print_exc()
+        code = 70
+    finally:
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except (OSError, ValueError):
+                pass
+    os._exit(code)

@@ -1,0 +1,170 @@
+"""Every option, ini key and environment variable of the plugin, resolved in one place.
+
+Precedence, highest first: a test's marker, the command line, the PYTEST_KATA_* environment
+variable, the kata's kata.toml, the ini file, the built-in default. A bad value fails with a
+message that names where it came from.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import multiprocessing
+import os
+import re
+from collections.abc import Callable
+from typing import Any, Final, final
+
+import pytest
+
+__all__ = ["SETTINGS", "Setting", "add_options", "parse_size", "resolve"]
+
+
+def _positive_float(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise ValueError("must be more than 0")
+    return value
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value <= 0:
+        raise ValueError("must be more than 0")
+    return value
+
+
+def _start_method(text: str) -> str:
+    methods = multiprocessing.get_all_start_methods()
+    if text not in methods:
+        raise ValueError(f"must be one of {', '.join(methods)}")
+    return text
+
+
+_SIZE: Final = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmg]i?b?|b)?\s*$", re.IGNORECASE)
+
+
+def parse_size(text: str) -> int:
+    """``512MiB``, ``2g``, ``1048576`` -> bytes."""
+    match = _SIZE.match(str(text))
+    if not match:
+        raise ValueError("must be a size such as 512MiB or 2GiB")
+    number, unit = float(match.group(1)), (match.group(2) or "b").lower()
+    scale = {"b": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30}[unit[0]]
+    if number <= 0:
+        raise ValueError("must be more than 0")
+    return int(number * scale)
+
+
+def _platform_start_method() -> str:
+    return multiprocessing.get_start_method(allow_none=True) or (
+        multiprocessing.get_all_start_methods()[0]
+    )
+
+
+@final
+@dataclasses.dataclass(frozen=True)
+class Setting:
+    name: str  # the ini key and marker name; the option is --kata-<rest with dashes>
+    help: str
+    parse: Callable[[str], Any]
+    default: Callable[[], Any]
+    ini: bool = True
+
+    @property
+    def option(self) -> str:
+        return "--" + self.name.replace("_", "-")
+
+    @property
+    def dest(self) -> str:
+        return self.name
+
+    @property
+    def env(self) -> str:
+        return "PYTEST_" + self.name.upper()
+
+
+SETTINGS: Final = {
+    s.name: s
+    for s in (
+        Setting(
+            "kata_target",
+            "what to test: 'katas' (your code, the default), 'solutions' (the reference), "
+            "a folder laid out like katas/, or one .py file",
+            str,
+            lambda: "katas",
+            ini=False,
+        ),
+        Setting(
+            "kata_start_method",
+            "how learner code starts processes: fork, spawn or forkserver "
+            f"(default: the platform's, here {_platform_start_method()})",
+            _start_method,
+            _platform_start_method,
+        ),
+        Setting(
+            "kata_timeout",
+            "seconds a kata test may run before it fails as a hang "
+            "(default: the kata's kata.toml, else 10)",
+            _positive_float,
+            lambda: 10.0,
+        ),
+        Setting(
+            "kata_max_processes",
+            "processes a test may have alive at once before it is stopped (default 200)",
+            _positive_int,
+            lambda: 200,
+        ),
+        Setting(
+            "kata_max_memory",
+            "resident memory all of a test's processes may use together (default 2GiB)",
+            parse_size,
+            lambda: 2 << 30,
+        ),
+        Setting(
+            "kata_max_output",
+            "bytes a test may print, summed over its processes (default 1MiB)",
+            parse_size,
+            lambda: 1 << 20,
+        ),
+    )
+}
+
+
+def add_options(parser: pytest.Parser) -> None:
+    group = parser.getgroup("katas", "concurrency katas")
+    for setting in SETTINGS.values():
+        group.addoption(setting.option, dest=setting.dest, default=None, help=setting.help)
+        if setting.ini:
+            parser.addini(setting.name, setting.help, default=None)
+
+
+def _parse(setting: Setting, raw: Any, where: str) -> Any:
+    try:
+        return setting.parse(str(raw))
+    except ValueError as exc:
+        raise pytest.UsageError(f"{where}: {raw!r} is not valid: {exc}") from None
+
+
+def resolve(
+    config: pytest.Config,
+    name: str,
+    marker: pytest.Mark | None = None,
+    kata_value: Any = None,
+) -> Any:
+    """The value of setting ``name`` for one test, or for the run when no marker is given."""
+    setting = SETTINGS[name]
+    if marker is not None and marker.args:
+        return _parse(setting, marker.args[0], f"@pytest.mark.{name}")
+    cli = config.getoption(setting.dest)
+    if cli is not None:
+        return _parse(setting, cli, setting.option)
+    env = os.environ.get(setting.env)
+    if env:
+        return _parse(setting, env, f"${setting.env}")
+    if kata_value is not None:
+        return _parse(setting, kata_value, f"kata.toml {name.removeprefix('kata_')}")
+    if setting.ini:
+        ini = config.getini(name)
+        if ini not in (None, ""):
+            return _parse(setting, ini, f"ini {name}")
+    return setting.default()

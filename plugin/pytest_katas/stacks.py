@@ -1,0 +1,246 @@
+"""Reading the stack dumps of a stuck test: what each process waits in, and what that suggests."""
+
+from __future__ import annotations
+
+import dataclasses
+import linecache
+import os
+import re
+import sysconfig
+from collections.abc import Callable, Iterable
+from typing import Final, final
+
+__all__ = ["Frame", "ProcessStack", "Thread", "diagnose", "parse_dump", "render"]
+
+_STDLIB: Final = sysconfig.get_paths()["stdlib"]
+_THREAD = re.compile(r"^(Current thread|Thread) (0x[0-9a-f]+)")
+_FRAME = re.compile(r'^\s+File "(.*)", line (\d+) in (.*)$')
+
+# (module file, function) -> the call the learner wrote, innermost stdlib frame first.
+_BLOCKING: Final[dict[tuple[str, str], str]] = {
+    ("connection.py", "_recv"): "Connection.recv()",
+    ("connection.py", "_recv_bytes"): "Connection.recv()",
+    ("connection.py", "recv_bytes"): "Connection.recv()",
+    ("connection.py", "recv"): "Connection.recv()",
+    ("connection.py", "_send"): "Connection.send()",
+    ("connection.py", "send"): "Connection.send()",
+    ("connection.py", "send_bytes"): "Connection.send()",
+    ("connection.py", "accept"): "Listener.accept()",
+    ("connection.py", "poll"): "Connection.poll()",
+    ("connection.py", "wait"): "multiprocessing.connection.wait()",
+    ("synchronize.py", "__enter__"): "Lock.acquire()",
+    ("synchronize.py", "acquire"): "Lock.acquire()",
+    ("synchronize.py", "wait"): "a multiprocessing Condition/Event/Barrier wait()",
+    ("threading.py", "_wait_for_tstate_lock"): "Thread.join()",
+    ("threading.py", "join"): "Thread.join()",
+    ("threading.py", "wait"): "a threading Condition/Event/Barrier wait()",
+    ("queues.py", "get"): "Queue.get()",
+    ("queues.py", "put"): "Queue.put()",
+    ("queues.py", "join"): "JoinableQueue.join()",
+    ("queue.py", "get"): "queue.Queue.get()",
+    ("queue.py", "put"): "queue.Queue.put()",
+    ("queue.py", "join"): "queue.Queue.join()",
+    ("pool.py", "join"): "Pool.join()",
+    ("pool.py", "get"): "AsyncResult.get()",
+    ("pool.py", "wait"): "AsyncResult.wait()",
+    ("pool.py", "map"): "Pool.map()",
+    ("pool.py", "apply"): "Pool.apply()",
+    ("popen_fork.py", "wait"): "Process.join()",
+    ("popen_fork.py", "poll"): "Process.join()",
+    ("popen_forkserver.py", "poll"): "Process.join()",
+    ("process.py", "join"): "Process.join()",
+    ("managers.py", "_callmethod"): "a Manager proxy call",
+    ("managers.py", "serve_forever"): "the Manager server loop",
+    ("socket.py", "accept"): "socket.accept()",
+    ("socket.py", "readinto"): "socket file read",
+    ("selectors.py", "select"): "selector.select()",
+    ("socketserver.py", "serve_forever"): "socketserver.serve_forever()",
+    ("socketserver.py", "shutdown"): "socketserver.shutdown()",
+}
+
+
+@final
+@dataclasses.dataclass(frozen=True)
+class Frame:
+    filename: str
+    lineno: int
+    function: str
+
+    def where(self, relpath: Callable[[str], str]) -> str:
+        return f"{relpath(self.filename)}:{self.lineno}"
+
+    def source(self) -> str:
+        return linecache.getline(self.filename, self.lineno).strip()
+
+
+@final
+@dataclasses.dataclass(frozen=True)
+class Thread:
+    ident: int
+    frames: tuple[Frame, ...]  # innermost first, as faulthandler prints them
+
+
+@final
+@dataclasses.dataclass
+class ProcessStack:
+    """One process of the test at the moment of the dump."""
+
+    pid: int
+    name: str
+    role: str
+    target: str | None
+    main_thread: int | None
+    threads: tuple[Thread, ...]
+    alive: bool = True
+    exit_note: str | None = None
+    blocked_since: float | None = None  # seconds the main thread has not moved
+
+    @property
+    def main(self) -> Thread | None:
+        for thread in self.threads:
+            if thread.ident == self.main_thread:
+                return thread
+        return self.threads[0] if self.threads else None
+
+
+def parse_dump(text: str) -> tuple[Thread, ...]:
+    """The threads of one faulthandler dump."""
+    threads: list[Thread] = []
+    ident: int | None = None
+    frames: list[Frame] = []
+    for line in text.splitlines():
+        head = _THREAD.match(line)
+        if head:
+            if ident is not None:
+                threads.append(Thread(ident, tuple(frames)))
+            ident, frames = int(head.group(2), 16), []
+            continue
+        frame = _FRAME.match(line)
+        if frame and ident is not None:
+            frames.append(Frame(frame.group(1), int(frame.group(2)), frame.group(3)))
+    if ident is not None:
+        threads.append(Thread(ident, tuple(frames)))
+    return tuple(threads)
+
+
+def _is_stdlib(filename: str) -> bool:
+    return filename.startswith(_STDLIB) and "site-packages" not in filename
+
+
+def blocking_call(thread: Thread) -> str | None:
+    """The library call ``thread`` waits in, named as the caller wrote it.
+
+    That is the outermost library frame of the innermost run of library frames: for
+    ``recv -> _recv_bytes -> _recv`` it is ``recv``, which the learner called.
+    """
+    outer = None
+    for frame in thread.frames:
+        if not _is_stdlib(frame.filename):
+            break
+        outer = frame
+    if outer is None:
+        return None
+    key = (os.path.basename(outer.filename), outer.function)
+    return _BLOCKING.get(key, f"{outer.function}() of {key[0]}")
+
+
+def learner_frame(thread: Thread, learner_files: set[str]) -> Frame | None:
+    for frame in thread.frames:
+        if frame.filename in learner_files:
+            return frame
+    return None
+
+
+def summary(
+    proc: ProcessStack, learner_files: set[str], relpath: Callable[[str], str]
+) -> str:
+    """``consumer (pid 4242) blocked in Connection.recv() at katas/pipe/pipe.py:31 ...``"""
+    label = f"{proc.name} (pid {proc.pid})"
+    if not proc.alive:
+        return f"{label} has exited: {proc.exit_note or 'exit status unknown'}"
+    main = proc.main
+    if main is None:
+        return f"{label}: no stack could be read"
+    call = blocking_call(main)
+    mine = learner_frame(main, learner_files)
+    text = f"{label} blocked in {call}" if call else f"{label} running"
+    if mine is not None:
+        text += f" at {mine.where(relpath)}"
+        if mine.source():
+            text += f" (`{mine.source()}`)"
+    elif main.frames:
+        text += f" at {main.frames[0].where(relpath)} in {main.frames[0].function}"
+    if proc.blocked_since is not None:
+        text += f" for at least {proc.blocked_since:.1f} s"
+    return text
+
+
+def render(
+    procs: Iterable[ProcessStack], learner_files: set[str], relpath: Callable[[str], str]
+) -> str:
+    """Every process's stacks, learner frames marked, main thread first."""
+    out: list[str] = []
+    for proc in procs:
+        out.append(f"--- {summary(proc, learner_files, relpath)}")
+        if proc.target:
+            out.append(f"    target: {proc.target}")
+        ordered = sorted(proc.threads, key=lambda t: t.ident != proc.main_thread)
+        for thread in ordered:
+            kind = "main thread" if thread.ident == proc.main_thread else "thread"
+            out.append(f"  {kind} 0x{thread.ident:x} (innermost call last):")
+            for frame in reversed(thread.frames):
+                mark = ">>" if frame.filename in learner_files else "  "
+                out.append(f"  {mark} {frame.where(relpath)} in {frame.function}")
+                if frame.filename in learner_files and frame.source():
+                    out.append(f"  {mark}     {frame.source()}")
+    return "\n".join(out)
+
+
+def diagnose(procs: list[ProcessStack]) -> str:
+    """A hint from the pattern of waits: a missing sentinel, an open end, a deadlock..."""
+    alive = [p for p in procs if p.alive and p.main is not None]
+    calls = {p.pid: blocking_call(p.main) for p in alive if p.main is not None}
+    learners = [p for p in alive if p.role == "child"]
+    exited = [p for p in procs if not p.alive]
+    recv = [p for p in alive if calls[p.pid] == "Connection.recv()"]
+    locks = [p for p in alive if calls[p.pid] == "Lock.acquire()"]
+    main = next((p for p in alive if p.role == "main"), None)
+    main_call = calls.get(main.pid) if main else None
+    if [p for p in learners if calls[p.pid] == "Connection.recv()"] and (
+        exited or main_call in ("Process.join()", "Connection.recv()")
+    ):
+        return (
+            "every reader is blocked in recv() while no one is left to send: was a sentinel "
+            "missing (one per reader), or was a write end left open, so that EOF never comes?"
+        )
+    if len(locks) >= 2:
+        return (
+            f"{len(locks)} processes each wait in Lock.acquire(): if each holds a lock the other "
+            "wants, that is a deadlock. Take locks in one fixed order, and release them with "
+            "`with lock:` so that no path forgets."
+        )
+    if locks:
+        return (
+            "a process waits for a lock that is never released: was it acquired without "
+            "`with`, and released on only some paths?"
+        )
+    if main_call == "Connection.recv()" and not learners:
+        return "the test process waits in recv() for data that nobody sends"
+    if main_call in ("Process.join()", "Pool.join()") and any(
+        calls[p.pid] == "Connection.send()" for p in learners
+    ):
+        return (
+            "the parent joins a child that is still blocked sending: a pipe holds only so much, "
+            "so read the results before you join()"
+        )
+    if main_call in ("Queue.get()", "queue.Queue.get()"):
+        return "the test process waits in Queue.get() for an item that never comes"
+    if main_call in ("AsyncResult.get()", "Pool.join()", "AsyncResult.wait()"):
+        return "the test process waits for pool tasks that never finish"
+    if main_call == "socket.accept()":
+        return "the server waits in accept() for a client that never connects"
+    if main_call == "Thread.join()":
+        return "the test process joins a thread that never ends: what is that thread waiting for?"
+    if recv:
+        return "a process waits in recv() for data that nobody sends"
+    return "no process finished in time"

@@ -1,0 +1,305 @@
+"""Running one kata test in its sandbox under a deadline and caps, and turning what went wrong
+outside an assertion (a hang, a crash, a fork bomb, a flood of output) into a verdict."""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import os
+import select
+import shutil
+import sys
+import tempfile
+import time
+import warnings
+from pathlib import Path
+from typing import final
+
+import psutil
+import pytest
+
+from pytest_katas import procs, sandbox, stacks
+from pytest_katas.verdict import Kind, Outcome
+
+__all__ = ["Limits", "supervise"]
+
+_TICK = 0.02
+_CAP_EVERY = 0.05
+
+
+@final
+@dataclasses.dataclass(frozen=True)
+class Limits:
+    timeout: float
+    max_processes: int
+    max_memory: int  # bytes, resident, summed over the test's processes
+    max_output: int  # bytes written to stdout and stderr by all of them
+    grace: float = 0.5
+
+
+@final
+class _Watch:
+    """The supervisor's view of one running sandbox."""
+
+    def __init__(self, pid: int, spec: sandbox.SandboxSpec, limits: Limits) -> None:
+        self.pid = pid
+        self.spec = spec
+        self.limits = limits
+        self.started = time.monotonic()
+        self.output = 0
+        self.status: int | None = None
+        self.seen: set[int] = {pid}
+        self.reaped: dict[int, int] = {}
+        self.first_sample: dict[int, stacks.ProcessStack] = {}
+        self.first_sample_at = 0.0
+
+    @property
+    def elapsed(self) -> float:
+        return time.monotonic() - self.started
+
+    def poll_exit(self) -> bool:
+        if self.status is None:
+            done, status = os.waitpid(self.pid, os.WNOHANG)
+            if done:
+                self.status = status
+                self.reaped[self.pid] = procs._from_wait_status(status)
+        return self.status is not None
+
+    def forward(self, fds: dict[int, int], timeout: float) -> None:
+        """Copy the test's output to ours, counting it against the cap."""
+        if not fds:
+            time.sleep(timeout)
+            return
+        ready, _, _ = select.select(list(fds), [], [], timeout)
+        for fd in ready:
+            data = os.read(fd, 65536)
+            if not data:
+                del fds[fd]
+                continue
+            room = self.limits.max_output - self.output
+            self.output += len(data)
+            if room > 0:
+                os.write(fds[fd], data[:room])
+
+    def check_caps(self) -> Outcome | None:
+        members = procs.group_members(self.pid)
+        self.seen.update(members)
+        limits = self.limits
+        if len(members) > limits.max_processes:
+            return _cap(
+                f"more than {limits.max_processes} processes ran at once "
+                f"(kata_max_processes = {limits.max_processes})",
+                "Is a process starting processes in a loop (a fork bomb)? Start a fixed number "
+                "of workers, or use a Pool.",
+            )
+        if self.output > limits.max_output:
+            return _cap(
+                f"the code wrote more than {_size(limits.max_output)} of output "
+                f"(kata_max_output = {_size(limits.max_output)})",
+                "Is something printing in an endless loop? Print less, or not in the loop.",
+            )
+        rss = 0
+        for pid in members:
+            with contextlib.suppress(psutil.Error):
+                rss += psutil.Process(pid).memory_info().rss
+        if rss > limits.max_memory:
+            return _cap(
+                f"the test's processes used {_size(rss)} of memory, over the "
+                f"{_size(limits.max_memory)} cap (kata_max_memory)",
+                "Is a list or a queue growing without end?",
+            )
+        return None
+
+
+def _cap(message: str, hint: str) -> Outcome:
+    return Outcome("failed", Kind.CAP, message, f"{hint}\nThe test was stopped there.")
+
+
+def _size(n: int) -> str:
+    for unit in ("bytes", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n:.0f} {unit}" if unit == "bytes" else f"{n:.1f} {unit}"
+        n //= 1024
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _fork_sandbox(item: pytest.Function, spec: sandbox.SandboxSpec) -> tuple[int, int, int]:
+    out_r, out_w = os.pipe()
+    err_r, err_w = os.pipe()
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(OSError, ValueError):
+            stream.flush()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # "multi-threaded, use of fork()"
+        pid = os.fork()
+    if pid == 0:  # pragma: no cover - the sandbox; its coverage is its behaviour
+        os.close(out_r)
+        os.close(err_r)
+        os.setpgid(0, 0)
+        sandbox.run_sandbox(item, spec, out_w, err_w)
+    os.close(out_w)
+    os.close(err_w)
+    with contextlib.suppress(OSError):
+        os.setpgid(pid, pid)
+    return pid, out_r, err_r
+
+
+def supervise(item: pytest.Function, spec: sandbox.SandboxSpec, limits: Limits) -> Outcome:
+    """Run ``item`` in a fresh sandbox and say how it went. Leaves no process behind."""
+    with procs.subreaper():
+        pid, out_r, err_r = _fork_sandbox(item, spec)
+        watch = _Watch(pid, spec, limits)
+        fds = {out_r: 1, err_r: 2}
+        try:
+            outcome = _watch(watch, fds)
+            exits = _child_exits(spec.rundir)
+        finally:
+            procs.terminate_group(pid, limits.grace)
+            watch.poll_exit()
+            procs.reap(watch.seen | set(procs.read_registry(spec.rundir, "proc")), watch.reaped)
+            _drain(watch, fds)
+            for fd in (out_r, err_r):
+                os.close(fd)
+    try:
+        _explain_children(outcome, watch, exits)
+    finally:
+        shutil.rmtree(spec.rundir, ignore_errors=True)
+    return outcome
+
+
+def _watch(watch: _Watch, fds: dict[int, int]) -> Outcome:
+    last_caps = 0.0
+    limits = watch.limits
+    while not watch.poll_exit():
+        watch.forward(fds, _TICK)
+        if watch.elapsed - last_caps >= _CAP_EVERY:
+            last_caps = watch.elapsed
+            capped = watch.check_caps()
+            if capped is not None:
+                return capped
+        if not watch.first_sample and watch.elapsed >= limits.timeout / 2:
+            watch.first_sample = _sample(watch)
+            watch.first_sample_at = time.monotonic()
+        if watch.elapsed >= limits.timeout:
+            return _hang(watch)
+    _drain(watch, fds)
+    return _finished(watch)
+
+
+def _drain(watch: _Watch, fds: dict[int, int]) -> None:
+    deadline = time.monotonic() + 0.2
+    while fds and time.monotonic() < deadline:
+        before = watch.output
+        watch.forward(fds, 0.01)
+        if watch.output == before:
+            break
+
+
+def _sample(watch: _Watch) -> dict[int, stacks.ProcessStack]:
+    alive = set(procs.group_members(watch.pid))
+    return procs.sample_stacks(watch.spec.rundir, alive)
+
+
+def _finished(watch: _Watch) -> Outcome:
+    result = Path(watch.spec.rundir, "result.json")
+    if result.exists():
+        import json
+
+        return Outcome.from_json(json.loads(result.read_text(encoding="utf-8")))
+    how = procs.describe_exit(watch.reaped.get(watch.pid))
+    return Outcome(
+        "failed",
+        Kind.CRASH,
+        f"the test process was {how} while running the test",
+        "The process that runs the test function (and calls your code) died without a "
+        "Python exception: os.abort(), a signal, os._exit() or a crash in C code. Its "
+        "output, if any, is under 'Captured stdout/stderr'.",
+    )
+
+
+def _hang(watch: _Watch) -> Outcome:
+    spec = watch.spec
+    second = _sample(watch)
+    for pid, proc in second.items():
+        before = watch.first_sample.get(pid)
+        if proc.alive and before is not None and _same_place(before, proc):
+            proc.blocked_since = time.monotonic() - watch.first_sample_at
+        if not proc.alive:
+            proc.exit_note = procs.describe_exit(procs.exit_status(pid, spec.rundir, watch.reaped))
+    ordered = sorted(second.values(), key=lambda p: (p.role == "main", not p.alive, p.pid))
+    files = {str(spec.target.path)}
+    relpath = spec.target.kata.relpath
+    moving = any(
+        p.alive and watch.first_sample.get(p.pid) is not None and p.blocked_since is None
+        for p in ordered
+    )
+    kind = Kind.SLOW if moving else Kind.HANG
+    lines = [stacks.summary(p, files, relpath) for p in ordered]
+    hint = (
+        "the code was still working when the deadline passed: is it doing far more work "
+        "than it needs, or waiting with sleep()?"
+        if moving
+        else stacks.diagnose(ordered)
+    )
+    timeout = watch.limits.timeout
+    details = (
+        "\n".join(lines)
+        + f"\n\nHint: {hint}\n\nStacks of every process of the test "
+        "(>> marks your code):\n"
+        + stacks.render(ordered, files, relpath)
+        + f"\n\nThe deadline is set by kata_timeout (marker or ini), --kata-timeout, or "
+        f"the kata's kata.toml. It was {timeout:g} s."
+    )
+    verb = "was still running" if moving else "did not finish"
+    return Outcome("failed", kind, f"the test {verb} after {timeout:g} s: {hint}", details)
+
+
+def _same_place(a: stacks.ProcessStack, b: stacks.ProcessStack) -> bool:
+    return a.main is not None and b.main is not None and a.main.frames == b.main.frames
+
+
+def _child_exits(rundir: str) -> dict[int, int | None]:
+    """How each child ended, read before the cleanup kills anything."""
+    return {
+        pid: procs.exit_status(pid, rundir, {})
+        for pid, info in procs.read_registry(rundir, "proc").items()
+        if info["role"] == "child"
+    }
+
+
+def _explain_children(outcome: Outcome, watch: _Watch, exits: dict[int, int | None]) -> None:
+    """Name every child that raised or died, and call the failure a crash if one did."""
+    rundir = watch.spec.rundir
+    relpath = watch.spec.target.kata.relpath
+    registry = procs.read_registry(rundir, "proc")
+    raised = procs.read_registry(rundir, "exc")
+    on_purpose = procs.read_registry(rundir, "ended")
+    notes, crashed = [], []
+    for pid, code in exits.items():
+        info = registry[pid]
+        label = f"child process {info['name']!r} (pid {pid}, target {info['target']}"
+        label += f" at {relpath(info['where'])})" if info.get("where") else ")"
+        if pid in raised:
+            notes.append(f"{label} raised an exception:\n{raised[pid]['traceback'].rstrip()}")
+            crashed.append(f"{label} raised {_last_line(raised[pid]['traceback'])}")
+        elif code not in (None, 0) and pid not in on_purpose:
+            notes.append(f"{label} {procs.describe_exit(code)}")
+            crashed.append(notes[-1])
+    for info in procs.read_registry(rundir, "poolexc").values():
+        notes.append(f"a task raised in a Pool worker:\n{info['traceback']}")
+    if outcome.status != "failed" or not notes:
+        return
+    outcome.details = (outcome.details + "\n\n" + "\n\n".join(notes)).strip()
+    if crashed and outcome.kind in (Kind.WRONG, Kind.LOST, Kind.HANG, Kind.CRASH, Kind.SLOW):
+        prefix = "" if outcome.kind == Kind.CRASH else f"; {outcome.message}"
+        outcome.message = f"{crashed[0]}{prefix}"
+        outcome.kind = Kind.CRASH
+
+
+def _last_line(text: str) -> str:
+    lines = [line for line in text.strip().splitlines() if line.strip()]
+    return lines[-1] if lines else "an exception"
+
+
+def new_rundir() -> str:
+    return tempfile.mkdtemp(prefix="pytest-kata-")

@@ -1,0 +1,82 @@
+"""The classes of failure a kata test can end in, and the exception kata tests raise to pick one."""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+from typing import Any, final
+
+__all__ = ["Kind", "KataFailure", "Outcome", "fail_as"]
+
+
+class Kind(str, enum.Enum):
+    """What went wrong, in the learner's terms. The value is what reports print."""
+
+    WRONG = "wrong answer"
+    RACE = "race"
+    LOST = "lost or duplicated item"
+    ORDER = "wrong order"
+    HANG = "hang"
+    LEAK = "leak"
+    CRASH = "crash"
+    SLOW = "too slow"
+    CAP = "over a limit"
+    TODO = "not implemented"
+    BROKEN = "does not import"
+
+    @classmethod
+    def parse(cls, value: str | Kind) -> Kind:
+        if isinstance(value, Kind):
+            return value
+        for kind in cls:
+            if value in (kind.name.lower(), kind.value):
+                return kind
+        names = ", ".join(k.name.lower() for k in cls)
+        raise ValueError(f"unknown failure class {value!r}; use one of: {names}")
+
+
+class KataFailure(AssertionError):
+    """An assertion that knows its failure class. Raise it through :func:`fail_as`."""
+
+    def __init__(self, kind: Kind, message: str) -> None:
+        super().__init__(message)
+        self.kind = kind
+
+
+def fail_as(kind: str | Kind, message: str) -> KataFailure:
+    """Build a failure of class ``kind``: ``raise fail_as("race", "3 updates were lost")``."""
+    return KataFailure(Kind.parse(kind), message)
+
+
+@final
+@dataclasses.dataclass
+class Outcome:
+    """What happened to one kata test, as the supervisor reports it to pytest."""
+
+    status: str  # "passed", "failed" or "skipped"
+    kind: Kind | None = None
+    message: str = ""
+    details: str = ""
+    seed: int | None = None
+    duration: float = 0.0
+    skip: tuple[str, int, str] | None = None
+
+    def text(self) -> str:
+        head = f"{self.kind.name}: {self.message}" if self.kind is not None else self.message
+        return f"{head}\n\n{self.details}".rstrip() if self.details else head
+
+    def to_json(self) -> dict[str, Any]:
+        data = dataclasses.asdict(self)
+        data["kind"] = self.kind.name.lower() if self.kind is not None else None
+        return data
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Outcome:
+        data = dict(data)
+        kind = data.pop("kind")
+        skip = data.pop("skip")
+        return cls(
+            kind=Kind[kind.upper()] if kind else None,
+            skip=tuple(skip) if skip else None,  # type: ignore[arg-type]
+            **data,
+        )
