@@ -175,6 +175,28 @@ def summary(
     return text
 
 
+_PLUGIN_DIR: Final = os.path.dirname(os.path.abspath(__file__)) + os.sep
+
+
+def _is_machinery(filename: str) -> bool:
+    """pytest's, pluggy's and our own frames: never what the learner needs to see."""
+    return (
+        filename.startswith(_PLUGIN_DIR)
+        or "site-packages" in filename
+        or filename.endswith(f"{os.sep}pytest")
+    )
+
+
+def _shown(thread: Thread) -> list[Frame]:
+    """Outermost first, from the first frame of test or learner code, machinery dropped."""
+    frames = list(reversed(thread.frames))
+    for start, frame in enumerate(frames):
+        if not _is_machinery(frame.filename) and not _is_stdlib(frame.filename):
+            frames = frames[start:]
+            break
+    return [frame for frame in frames if not _is_machinery(frame.filename)]
+
+
 def render(
     procs: Iterable[ProcessStack], learner_files: set[str], relpath: Callable[[str], str]
 ) -> str:
@@ -188,10 +210,11 @@ def render(
         for thread in ordered:
             kind = "main thread" if thread.ident == proc.main_thread else "thread"
             out.append(f"  {kind} 0x{thread.ident:x} (innermost call last):")
-            for frame in reversed(thread.frames):
-                mark = ">>" if frame.filename in learner_files else "  "
+            for frame in _shown(thread):
+                mine = frame.filename in learner_files
+                mark = ">>" if mine else "  "
                 out.append(f"  {mark} {frame.where(relpath)} in {frame.function}")
-                if frame.filename in learner_files and frame.source():
+                if mine and frame.source():
                     out.append(f"  {mark}     {frame.source()}")
     return "\n".join(out)
 
