@@ -119,7 +119,10 @@ def _patch_process() -> None:
         return
 
     def _bootstrap(self: Any, *args: Any, **kwargs: Any) -> Any:
+        from pytest_katas import schedule
+
         register(self.name, getattr(self, "_target", None) or type(self).run)
+        schedule.install_from_env(self.name)
         run = self.run
 
         def watched_run() -> None:
@@ -233,3 +236,6 @@ def install() -> None:
     _patch_deliberate_signals()
     _patch_pool_failures()
     _patch_threads()
+    from pytest_katas import schedule
+
+    schedule.install_ipc_noise()

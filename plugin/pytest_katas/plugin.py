@@ -4,13 +4,14 @@ under the supervisor."""
 from __future__ import annotations
 
 import json
+import random
 from collections.abc import Generator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from pytest_katas import catalog, sandbox, settings, supervise
+from pytest_katas import catalog, sandbox, settings, stress, supervise
 from pytest_katas.boot import ENV_MODULES, ENV_RUNDIR
 from pytest_katas.loader import KataTarget
 from pytest_katas.verdict import Outcome
@@ -21,7 +22,9 @@ MARKERS = (
     "kata_timeout(seconds): fail the test as a hang after this many seconds",
     "kata_task(id): the kata task (from kata.toml) this test belongs to",
     "task(taskno): Exercism's spelling of kata_task",
+    "kata_stress_budget(seconds): how long this test's stress loop may run",
 )
+_SEED = pytest.StashKey[int]()
 
 
 class KataTestFailed(Exception):
@@ -61,6 +64,15 @@ def pytest_configure(config: pytest.Config) -> None:
     except catalog.KataError as exc:
         raise pytest.UsageError(str(exc)) from None
     _check_kata_args(config)
+    seed = settings.resolve(config, "kata_seed")
+    config.stash[_SEED] = seed if seed is not None else random.SystemRandom().randrange(1 << 32)
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    seed = config.stash[_SEED]
+    method = settings.resolve(config, "kata_start_method")
+    target = settings.resolve(config, "kata_target")
+    return f"katas: target {target}, start method {method}, seed {seed} (--kata-seed={seed})"
 
 
 def _target(request: pytest.FixtureRequest) -> KataTarget:
@@ -93,6 +105,31 @@ def kata(request: pytest.FixtureRequest) -> KataTarget:
 def kata_start_method(request: pytest.FixtureRequest) -> str:
     """The multiprocessing start method learner code runs under in this test."""
     return str(settings.resolve(request.config, "kata_start_method"))
+
+
+def _replay_command(item: pytest.Item) -> list[str]:
+    config = item.config
+    return [
+        "pytest",
+        item.nodeid,
+        f"--kata-seed={config.stash[_SEED]}",
+        f"--kata-start-method={settings.resolve(config, 'kata_start_method')}",
+        f"--kata-target={settings.resolve(config, 'kata_target')}",
+    ]
+
+
+@pytest.fixture
+def kata_stress(request: pytest.FixtureRequest) -> stress.Stress:
+    """Repeats a scenario under seeded schedule noise until it breaks or the budget ends.
+
+    ``kata_stress.run(scenario, check)``: see :class:`pytest_katas.stress.Stress`.
+    """
+    item = request.node
+    budget = settings.resolve(
+        request.config, "kata_stress_budget", item.get_closest_marker("kata_stress_budget")
+    )
+    seed = request.config.stash[_SEED]
+    return stress.Stress(budget, seed, item.nodeid, _replay_command(item))
 
 
 def _limits(item: pytest.Function, target: KataTarget) -> supervise.Limits:

@@ -109,6 +109,20 @@ SETTINGS: Final = {
             lambda: 10.0,
         ),
         Setting(
+            "kata_seed",
+            "seed for schedule noise; a failure prints the seed that replays it "
+            "(default: a new random seed each run)",
+            int,
+            lambda: None,
+            ini=False,
+        ),
+        Setting(
+            "kata_stress_budget",
+            "seconds each stress test may spend repeating its scenario (default 2)",
+            _positive_float,
+            lambda: 2.0,
+        ),
+        Setting(
             "kata_max_processes",
             "processes a test may have alive at once before it is stopped (default 200)",
             _positive_int,

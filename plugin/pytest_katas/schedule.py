@@ -1,0 +1,257 @@
+"""Seeded schedule noise: forced thread switches inside learner code, and jitter around IPC.
+
+Races hide because the window between a read and its write is a few bytecodes wide. Noise
+widens it, and only where the learner's code runs:
+
+- threads: at random bytecode instructions of learner code objects, the running thread
+  sleeps for 0 s, handing the GIL to another thread (``sys.monitoring`` on 3.12+, opcode
+  tracing on 3.10 and 3.11; code outside the learner's file runs untraced);
+- processes: around Pipe send/recv, Manager proxy calls, Lock acquire/release, Queue
+  put/get and socket send/recv, a process sometimes pauses for a moment.
+
+The scheduler is randomized, not PCT: PCT needs to choose which thread runs next, and the
+OS does that for real threads and processes. Random preemption points, seeded, are what we
+can control, and they are enough (see bench/). One seed drives every decision: each thread
+and process derives its own generator from (seed, run, its name), so a replay makes the same
+choices, though the OS may still interleave differently.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import json
+import os
+import random
+import sys
+import threading
+import time
+import types
+from collections.abc import Callable, Iterator
+from typing import Any, Final
+
+__all__ = ["Jitter", "install_from_env", "jitter", "noise"]
+
+THREAD_P: Final = 0.02  # chance of a forced switch at each learner bytecode
+_NOISE_FILE: Final = "noise.json"
+
+
+class Jitter:
+    """This process's IPC jitter: off until a stress run turns it on."""
+
+    def __init__(self) -> None:
+        self.rng: random.Random | None = None
+
+    def start(self, seed: int, run: int, who: str) -> None:
+        self.rng = random.Random(f"{seed}:{run}:{who}")
+
+    def stop(self) -> None:
+        self.rng = None
+
+    def __call__(self, chance: float, longest: float) -> None:
+        rng = self.rng
+        if rng is not None and rng.random() < chance:
+            time.sleep(rng.random() * longest)
+
+
+jitter = Jitter()
+
+
+def _wrap(owner: Any, name: str, chance: float, longest: float, after: bool = False) -> None:
+    original = getattr(owner, name)
+    if getattr(original, "_kata_noise", False):
+        return
+
+    def noisy(*args: Any, **kwargs: Any) -> Any:
+        if not after:
+            jitter(chance, longest)
+        result = original(*args, **kwargs)
+        if after:
+            jitter(chance, longest)
+        return result
+
+    noisy._kata_noise = True  # type: ignore[attr-defined]
+    noisy.__wrapped__ = original  # type: ignore[attr-defined]
+    setattr(owner, name, noisy)
+
+
+def _patch_semlock() -> None:
+    from multiprocessing import synchronize
+
+    original = synchronize.SemLock._make_methods
+    if getattr(original, "_kata_noise", False):
+        return
+
+    def _make_methods(self: Any) -> None:
+        original(self)
+        _wrap(self, "acquire", 0.3, 0.002)
+        _wrap(self, "release", 0.3, 0.002, after=True)
+
+    _make_methods._kata_noise = True  # type: ignore[attr-defined]
+    synchronize.SemLock._make_methods = _make_methods  # type: ignore[method-assign]
+    _wrap(synchronize.SemLock, "__enter__", 0.3, 0.002)
+    _wrap(synchronize.SemLock, "__exit__", 0.3, 0.002, after=True)
+
+
+def install_ipc_noise() -> None:
+    """Put jitter points around every IPC call of this process (dormant until started)."""
+    import socket
+    from multiprocessing import connection, managers, queues
+
+    for name in ("send", "recv", "send_bytes", "recv_bytes"):
+        _wrap(connection._ConnectionBase, name, 0.2, 0.001, after=name.startswith("recv"))
+    _wrap(managers.BaseProxy, "_callmethod", 0.5, 0.02, after=True)
+    _wrap(queues.Queue, "put", 0.2, 0.001)
+    _wrap(queues.Queue, "get", 0.2, 0.001, after=True)
+    for name in ("send", "sendall", "recv", "recv_into"):
+        _wrap(socket.socket, name, 0.1, 0.001, after=name.startswith("recv"))
+    _patch_semlock()
+
+
+def install_from_env(who: str | None = None) -> None:
+    """In a child: follow the stress run that is on, if any (its seed is in the rundir)."""
+    rundir = os.environ.get("PYTEST_KATA_RUNDIR")
+    if rundir is None:
+        return
+    try:
+        with open(os.path.join(rundir, _NOISE_FILE), encoding="utf-8") as handle:
+            state = json.load(handle)
+    except (OSError, ValueError):
+        jitter.stop()
+        return
+    if state.get("on"):
+        jitter.start(state["seed"], state["run"], who or str(os.getpid()))
+    else:
+        jitter.stop()
+
+
+def _write_state(rundir: str | None, state: dict[str, Any]) -> None:
+    if rundir is None:
+        return
+    path = os.path.join(rundir, _NOISE_FILE)
+    with open(path + ".tmp", "w", encoding="utf-8") as handle:
+        json.dump(state, handle)
+    os.replace(path + ".tmp", path)
+
+
+def _learner_codes() -> list[types.CodeType]:
+    """Every code object of the learner's module: functions, methods, nested ones."""
+    names = json.loads(os.environ.get("PYTEST_KATA_MODULES", "{}"))
+    found: dict[int, types.CodeType] = {}
+
+    def add(code: types.CodeType) -> None:
+        if id(code) in found:
+            return
+        found[id(code)] = code
+        for const in code.co_consts:
+            if isinstance(const, types.CodeType):
+                add(const)
+
+    def visit(value: Any, depth: int) -> None:
+        func = getattr(value, "__func__", value)
+        for candidate in (func, getattr(value, "fget", None), getattr(value, "fset", None)):
+            code = getattr(candidate, "__code__", None)
+            if isinstance(code, types.CodeType):
+                add(code)
+        if isinstance(value, type) and depth < 3:
+            for member in vars(value).values():
+                visit(member, depth + 1)
+
+    for name in names:
+        with contextlib.suppress(Exception):  # a broken file is reported by the test itself
+            importlib.import_module(name)
+        module = sys.modules.get(name)
+        if module is not None:
+            for value in list(vars(module).values()):
+                visit(value, 0)
+    return list(found.values())
+
+
+class _ThreadNoise:
+    """Forced GIL hand-offs at random bytecodes of learner code, in every thread."""
+
+    def __init__(self, seed: int, run: int, chance: float = THREAD_P) -> None:
+        self.seed, self.run, self.chance = seed, run, chance
+        self.local = threading.local()
+        self.codes = _learner_codes()
+        self.files = {code.co_filename for code in self.codes}
+        self.tool: int | None = None
+
+    def _rng(self) -> random.Random:
+        rng: random.Random | None = getattr(self.local, "rng", None)
+        if rng is None:
+            name = threading.current_thread().name
+            rng = self.local.rng = random.Random(f"{self.seed}:{self.run}:{name}")
+        return rng
+
+    def _maybe_switch(self, *_: Any) -> None:
+        if self._rng().random() < self.chance:
+            time.sleep(0)
+
+    def start(self) -> None:
+        if not self.codes:
+            return
+        if sys.version_info >= (3, 12):
+            self._start_monitoring()
+        else:
+            sys.settrace(self._global_trace)
+            threading.settrace(self._global_trace)
+
+    def stop(self) -> None:
+        if sys.version_info >= (3, 12):
+            self._stop_monitoring()
+        else:
+            sys.settrace(None)
+            threading.settrace(None)  # type: ignore[arg-type]
+
+    def _global_trace(self, frame: types.FrameType, event: str, arg: Any) -> Callable[..., Any] | None:
+        if frame.f_code.co_filename not in self.files:
+            return None
+        frame.f_trace_opcodes = True
+        frame.f_trace_lines = False
+        return self._local_trace
+
+    def _local_trace(self, frame: types.FrameType, event: str, arg: Any) -> Callable[..., Any]:
+        if event == "opcode":
+            self._maybe_switch()
+        return self._local_trace
+
+    def _start_monitoring(self) -> None:
+        monitoring = sys.monitoring  # type: ignore[attr-defined,unused-ignore]
+        for tool in (4, 3, 2):
+            if monitoring.get_tool(tool) is None:
+                self.tool = tool
+                break
+        if self.tool is None:
+            return
+        monitoring.use_tool_id(self.tool, "pytest-katas")
+        event = monitoring.events.INSTRUCTION
+        monitoring.register_callback(self.tool, event, self._maybe_switch)
+        for code in self.codes:
+            monitoring.set_local_events(self.tool, code, event)
+
+    def _stop_monitoring(self) -> None:
+        if self.tool is None:
+            return
+        monitoring = sys.monitoring  # type: ignore[attr-defined,unused-ignore]
+        for code in self.codes:
+            monitoring.set_local_events(self.tool, code, 0)
+        monitoring.register_callback(self.tool, monitoring.events.INSTRUCTION, None)
+        monitoring.free_tool_id(self.tool)
+        self.tool = None
+
+
+@contextlib.contextmanager
+def noise(seed: int, run: int) -> Iterator[None]:
+    """Turn every kind of noise on for one stress run, in this process and new children."""
+    rundir = os.environ.get("PYTEST_KATA_RUNDIR")
+    _write_state(rundir, {"on": True, "seed": seed, "run": run})
+    jitter.start(seed, run, "test process")
+    threads = _ThreadNoise(seed, run)
+    threads.start()
+    try:
+        yield
+    finally:
+        threads.stop()
+        jitter.stop()
+        _write_state(rundir, {"on": False})
