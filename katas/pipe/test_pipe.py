@@ -40,7 +40,7 @@ def test_relay_of_no_items_returns_an_empty_list(kata):
 def test_relay_carries_items_of_a_mebibyte(kata):
     items = [_big(n, MIB) for n in range(3)]
     got = kata.relay(items)
-    assert len(got) == 3 and all(a == b for a, b in zip(got, items)), (
+    assert len(got) == 3 and all(a == b for a, b in zip(got, items, strict=True)), (
         "three 1 MiB items must come back whole and in order"
     )
 
@@ -69,7 +69,7 @@ def _check_exactly_once(items: list, got: dict, consumers: int) -> None:
     extra = came - sent
     if missing:
         lost = list(missing)[:5]
-        falsy = all(not eval(text) for text in missing)  # noqa: S307 - our own reprs
+        falsy = any(not eval(text) for text in missing)  # noqa: S307 - our own reprs
         why = (
             "a falsy item was taken for the end: test for the sentinel itself, not truthiness"
             if falsy

@@ -114,7 +114,7 @@ def _record_exception(exc: BaseException) -> None:
 def _patch_process() -> None:
     from multiprocessing import process
 
-    original = process.BaseProcess._bootstrap
+    original = process.BaseProcess._bootstrap  # type: ignore[attr-defined]
     if getattr(original, "_kata_patched", False):
         return
 
@@ -136,7 +136,7 @@ def _patch_process() -> None:
         return original(self, *args, **kwargs)
 
     _bootstrap._kata_patched = True  # type: ignore[attr-defined]
-    process.BaseProcess._bootstrap = _bootstrap  # type: ignore[method-assign]
+    process.BaseProcess._bootstrap = _bootstrap  # type: ignore[attr-defined]
 
 
 def _patch_exit_codes() -> None:
@@ -163,7 +163,7 @@ def _patch_deliberate_signals() -> None:
     """Remember which children were ended on purpose (terminate(), kill()): not crashes."""
     from multiprocessing import popen_fork
 
-    original = popen_fork.Popen._send_signal
+    original = popen_fork.Popen._send_signal  # type: ignore[attr-defined]
     if getattr(original, "_kata_patched", False):
         return
 
@@ -172,7 +172,7 @@ def _patch_deliberate_signals() -> None:
         original(self, sig)
 
     _send_signal._kata_patched = True  # type: ignore[attr-defined]
-    popen_fork.Popen._send_signal = _send_signal  # type: ignore[method-assign]
+    popen_fork.Popen._send_signal = _send_signal  # type: ignore[attr-defined]
 
 
 def _patch_pool_failures() -> None:
@@ -191,7 +191,7 @@ def _patch_pool_failures() -> None:
             _original(self, i, obj)
 
         _set._kata_patched = True  # type: ignore[attr-defined]
-        cls._set = _set  # type: ignore[attr-defined]
+        cls._set = _set  # type: ignore[union-attr]
 
 
 def _record_pool_failure(exc: Any) -> None:
@@ -213,7 +213,7 @@ def _patch_threads() -> None:
 
     def start(self: threading.Thread) -> None:
         stack = traceback.extract_stack()[:-1]
-        self._kata_site = learner_site(stack) or (  # type: ignore[attr-defined]
+        self._kata_site = learner_site(traceback.StackSummary.from_list(stack)) or (  # type: ignore[attr-defined]
             f"{stack[-1].filename}:{stack[-1].lineno}" if stack else None
         )
         original(self)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import sys
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 from typing import Any, Final, final
 
@@ -110,7 +110,7 @@ def _load_task(raw: Any, where: Path) -> Task:
     )
 
 
-@lru_cache(maxsize=None)
+@cache
 def load_kata(directory: Path) -> Kata:
     """Read ``directory/kata.toml``; raise KataError naming the file on any mistake."""
     manifest = directory / KATA_MANIFEST

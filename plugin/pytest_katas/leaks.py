@@ -151,8 +151,7 @@ def find_leaks(
             break
         time.sleep(0.02)
     leaks = [
-        Leak("process", f"process {_process_name(rundir, p.pid)} is still running")
-        for p in procs
+        Leak("process", f"process {_process_name(rundir, p.pid)} is still running") for p in procs
     ]
     for thread in threads:
         site = getattr(thread, "_kata_site", None)

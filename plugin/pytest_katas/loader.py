@@ -73,7 +73,7 @@ class KataTarget:
         sys.modules[name] = module
         try:
             spec.loader.exec_module(module)
-        except BaseException as exc:
+        except BaseException as exc:  # noqa: BLE001 - even sys.exit() at import is the learner's
             del sys.modules[name]
             linecache.checkcache(str(self._path))
             raise TargetImportError(_import_error_message(self._kata, self._path, exc)) from None
@@ -89,7 +89,8 @@ class KataTarget:
         except AttributeError:
             raise AttributeError(
                 f"{self._kata.relpath(self._path)} has no {attribute!r}: the {self._kata.name} "
-                f"kata expects it to define {attribute} (see {self._kata.relpath(self._kata.lesson)})"
+                f"kata expects it to define {attribute} "
+                f"(see {self._kata.relpath(self._kata.lesson)})"
             ) from None
 
     def __repr__(self) -> str:

@@ -133,9 +133,7 @@ def run_sandbox(item: pytest.Function, spec: SandboxSpec, out_fd: int, err_fd: i
         baseline = leaks.Baseline.take()
         outcome = _run_test(item, spec)
         if outcome.status != "skipped":
-            found = leaks.find_leaks(
-                baseline, set(), spec.rundir, spec.target.kata.relpath
-            )
+            found = leaks.find_leaks(baseline, set(), spec.rundir, spec.target.kata.relpath)
             if found:
                 _add_leaks(outcome, found)
         result = Path(spec.rundir, "result.json")

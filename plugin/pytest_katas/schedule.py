@@ -78,7 +78,7 @@ def _wrap(owner: Any, name: str, chance: float, longest: float, after: bool = Fa
 def _patch_semlock() -> None:
     from multiprocessing import synchronize
 
-    original = synchronize.SemLock._make_methods
+    original = synchronize.SemLock._make_methods  # type: ignore[attr-defined]
     if getattr(original, "_kata_noise", False):
         return
 
@@ -88,7 +88,7 @@ def _patch_semlock() -> None:
         _wrap(self, "release", 0.3, 0.002, after=True)
 
     _make_methods._kata_noise = True  # type: ignore[attr-defined]
-    synchronize.SemLock._make_methods = _make_methods  # type: ignore[method-assign]
+    synchronize.SemLock._make_methods = _make_methods  # type: ignore[attr-defined]
     _wrap(synchronize.SemLock, "__enter__", 0.3, 0.002)
     _wrap(synchronize.SemLock, "__exit__", 0.3, 0.002, after=True)
 
@@ -202,9 +202,11 @@ class _ThreadNoise:
             self._stop_monitoring()
         else:
             sys.settrace(None)
-            threading.settrace(None)  # type: ignore[arg-type]
+            threading.settrace(None)  # type: ignore[arg-type,unused-ignore]
 
-    def _global_trace(self, frame: types.FrameType, event: str, arg: Any) -> Callable[..., Any] | None:
+    def _global_trace(
+        self, frame: types.FrameType, event: str, arg: Any
+    ) -> Callable[..., Any] | None:
         if frame.f_code.co_filename not in self.files:
             return None
         frame.f_trace_opcodes = True

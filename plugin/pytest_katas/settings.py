@@ -56,8 +56,9 @@ def parse_size(text: str) -> int:
 
 
 def _platform_start_method() -> str:
-    return multiprocessing.get_start_method(allow_none=True) or (
-        multiprocessing.get_all_start_methods()[0]
+    return (
+        multiprocessing.get_start_method(allow_none=True)
+        or (multiprocessing.get_all_start_methods()[0])
     )
 
 

@@ -151,9 +151,7 @@ def learner_frame(thread: Thread, learner_files: set[str]) -> Frame | None:
     return None
 
 
-def summary(
-    proc: ProcessStack, learner_files: set[str], relpath: Callable[[str], str]
-) -> str:
+def summary(proc: ProcessStack, learner_files: set[str], relpath: Callable[[str], str]) -> str:
     """``consumer (pid 4242) blocked in Connection.recv() at katas/pipe/pipe.py:31 ...``"""
     label = f"{proc.name} (pid {proc.pid})"
     if not proc.alive:

@@ -48,9 +48,7 @@ class StressReport:
         if len(self.histogram) > _SHOWN:
             lines.append(f"  ... and {len(self.histogram) - _SHOWN} more distinct outcomes")
         rate = self.failures / self.runs if self.runs else 0.0
-        lines.append(
-            f"  {self.runs} run(s) in {self.seconds:.2f} s; failure rate {rate:.1%}"
-        )
+        lines.append(f"  {self.runs} run(s) in {self.seconds:.2f} s; failure rate {rate:.1%}")
         return "\n".join(lines)
 
 

@@ -243,8 +243,7 @@ def _hang(watch: _Watch) -> Outcome:
     )
     timeout = watch.limits.timeout
     details = (
-        "\n".join(lines)
-        + "\n\nStacks of every process of the test "
+        "\n".join(lines) + "\n\nStacks of every process of the test "
         "(>> marks your code):\n"
         + stacks.render(ordered, files, relpath)
         + f"\n\nThe deadline is set by kata_timeout (marker or ini), --kata-timeout, or "

@@ -77,6 +77,6 @@ class Outcome:
         skip = data.pop("skip")
         return cls(
             kind=Kind[kind.upper()] if kind else None,
-            skip=tuple(skip) if skip else None,  # type: ignore[arg-type]
+            skip=tuple(skip) if skip else None,  # type: ignore[arg-type,unused-ignore]
             **data,
         )

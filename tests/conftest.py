@@ -1,0 +1,118 @@
+"""Shared helpers for the self-check: running a kata's tests in a fresh pytest and reading
+back what happened to each test."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+import signal
+import subprocess
+import sys
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+KATAS = ROOT / "katas"
+MUTANTS = Path(__file__).resolve().parent / "mutants"
+VARIANTS = Path(__file__).resolve().parent / "variants"
+RUN_TIMEOUT = 600
+_KIND = re.compile(r"^([A-Z]+): ")
+
+
+@dataclasses.dataclass
+class Case:
+    name: str
+    status: str  # passed, failed, error, skipped
+    kind: str | None
+    text: str
+
+
+@dataclasses.dataclass
+class Run:
+    returncode: int
+    cases: dict[str, Case]
+    output: str
+
+    def failed(self) -> list[Case]:
+        return [c for c in self.cases.values() if c.status in ("failed", "error")]
+
+    def explain(self) -> str:
+        return self.output[-4000:]
+
+
+def _cases(junit: Path) -> dict[str, Case]:
+    cases = {}
+    if not junit.exists():
+        return cases
+    for case in ET.parse(junit).getroot().iter("testcase"):
+        name = case.get("name", "")
+        status, text = "passed", ""
+        for tag in ("failure", "error", "skipped"):
+            node = case.find(tag)
+            if node is not None:
+                status = {"failure": "failed", "error": "error", "skipped": "skipped"}[tag]
+                text = (node.text or "") or node.get("message", "")
+                break
+        match = _KIND.match(text)
+        cases[name] = Case(name, status, match.group(1).lower() if match else None, text)
+    return cases
+
+
+def run_kata(kata: str, target: str, tmp_path: Path, *args: str, method: str | None = None) -> Run:
+    """``pytest katas/<kata> --kata-target=<target>`` in a fresh process, never hanging."""
+    junit = tmp_path / f"junit-{kata}.xml"
+    command = [
+        sys.executable,
+        "-m",
+        "pytest",
+        f"katas/{kata}",
+        f"--kata-target={target}",
+        "-p",
+        "no:cacheprovider",
+        "-q",
+        f"--junitxml={junit}",
+        "-o",
+        "junit_logging=no",
+        *args,
+    ]
+    if method:
+        command.append(f"--kata-start-method={method}")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST_")}
+    proc = subprocess.Popen(
+        command,
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+        text=True,
+    )
+    try:
+        output, _ = proc.communicate(timeout=RUN_TIMEOUT)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate()
+        pytest.fail(f"pytest katas/{kata} --kata-target={target} hung for {RUN_TIMEOUT} s")
+    return Run(proc.returncode, _cases(junit), output)
+
+
+def katas() -> list[str]:
+    return sorted(p.parent.name for p in KATAS.glob("*/kata.toml"))
+
+
+def samples(folder: Path) -> list[tuple[str, Path]]:
+    """``(kata, file)`` for every mutant or variant file kept under ``folder``."""
+    return sorted(
+        (path.parent.name, path) for path in folder.glob("*/*.py") if path.parent.name in katas()
+    )
+
+
+def expected_kinds(path: Path) -> set[str]:
+    """The ``expect: a, b`` line of a mutant's docstring."""
+    for line in path.read_text(encoding="utf-8").splitlines()[:10]:
+        if line.startswith("expect:"):
+            return {k.strip() for k in line.removeprefix("expect:").split(",") if k.strip()}
+    return set()

@@ -1,0 +1,123 @@
+"""The self-check: every solution passes, every stub fails, every mutant is caught, every
+correct variant passes. A new kata, mutant or variant is picked up with no edit here."""
+
+from __future__ import annotations
+
+import ast
+import multiprocessing
+
+import pytest
+
+from conftest import (
+    KATAS,
+    MUTANTS,
+    ROOT,
+    VARIANTS,
+    expected_kinds,
+    katas,
+    run_kata,
+    samples,
+)
+from pytest_katas.catalog import load_kata
+
+METHODS = [
+    m for m in ("fork", "spawn", "forkserver") if m in multiprocessing.get_all_start_methods()
+]
+
+
+def _test_names(kata: str) -> list[str]:
+    tree = ast.parse((KATAS / kata / f"test_{kata}.py").read_text(encoding="utf-8"))
+    return [
+        n.name for n in tree.body if isinstance(n, ast.FunctionDef) and n.name.startswith("test_")
+    ]
+
+
+@pytest.mark.parametrize("kata", katas())
+def test_every_kata_has_its_files(kata):
+    folder = KATAS / kata
+    for name in (f"{kata}.py", f"test_{kata}.py", "README.md", "README.zh-CN.md", "kata.toml"):
+        assert (folder / name).is_file(), f"katas/{kata}/{name} is missing"
+    assert (ROOT / "solutions" / kata / f"{kata}.py").is_file(), (
+        f"solutions/{kata}/{kata}.py is missing"
+    )
+
+
+@pytest.mark.parametrize("kata", katas())
+def test_every_test_belongs_to_exactly_one_task(kata):
+    manifest = load_kata(KATAS / kata)
+    names = _test_names(kata)
+    listed = [t for task in manifest.tasks for t in task.tests]
+    assert sorted(set(listed)) == sorted(listed), "a test is listed under two tasks"
+    assert set(listed) == set(names), (
+        f"kata.toml and test_{kata}.py disagree: unlisted {set(names) - set(listed)}, "
+        f"missing {set(listed) - set(names)}"
+    )
+    for task in manifest.tasks:
+        assert len(task.hints) >= 2, f"task {task.id} needs hints from gentle to explicit"
+        assert task.points > 0
+
+
+@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize("kata", katas())
+def test_the_solution_passes_every_test(kata, method, tmp_path):
+    run = run_kata(kata, "solutions", tmp_path, method=method)
+    assert run.cases, f"no test ran:\n{run.explain()}"
+    failed = run.failed()
+    assert not failed and run.returncode == 0, (
+        f"solutions/{kata} failed under {method}: {[c.name for c in failed]}\n{run.explain()}"
+    )
+
+
+@pytest.mark.parametrize("kata", katas())
+def test_the_untouched_stub_fails_every_test(kata, tmp_path):
+    run = run_kata(kata, "katas", tmp_path)
+    passed = [c.name for c in run.cases.values() if c.status == "passed"]
+    assert run.cases and not passed, f"these tests pass on the stub, so assert nothing: {passed}"
+    for case in run.cases.values():
+        assert case.kind == "todo", f"{case.name} should say what is not implemented:\n{case.text}"
+        assert "is not implemented yet: see katas/" in case.text
+
+
+@pytest.mark.mutants
+@pytest.mark.parametrize(
+    "kata,path", samples(MUTANTS), ids=[f"{k}/{p.stem}" for k, p in samples(MUTANTS)]
+)
+def test_every_mutant_is_caught(kata, path, tmp_path):
+    run = run_kata(kata, str(path), tmp_path, "-x", "--kata-timeout=5")
+    failed = run.failed()
+    assert failed, f"mutant {kata}/{path.stem} passed every test: it is not caught\n{run.explain()}"
+    expected = expected_kinds(path)
+    assert failed[0].kind in expected, (
+        f"mutant {kata}/{path.stem} failed as {failed[0].kind}, expected one of {expected}:\n"
+        f"{failed[0].text[:3000]}"
+    )
+
+
+@pytest.mark.variants
+@pytest.mark.parametrize(
+    "kata,path", samples(VARIANTS), ids=[f"{k}/{p.stem}" for k, p in samples(VARIANTS)]
+)
+def test_every_correct_variant_passes(kata, path, tmp_path):
+    run = run_kata(kata, str(path), tmp_path)
+    failed = run.failed()
+    assert run.cases and not failed, (
+        f"correct variant {kata}/{path.stem} failed: a false alarm\n{run.explain()}"
+    )
+
+
+def test_every_mutant_and_variant_names_its_kata_and_bug():
+    for folder in (MUTANTS, VARIANTS):
+        for path in folder.glob("*/*.py"):
+            first = path.read_text(encoding="utf-8").lstrip('"\n').splitlines()[0]
+            assert first.startswith(("MUTANT:", "VARIANT:")), f"{path}: say what it is"
+            assert path.parent.name in katas(), f"{path}: {path.parent.name} is not a kata"
+
+
+def test_a_new_kata_is_picked_up_with_no_edit_here(tmp_path, monkeypatch):
+    import conftest
+
+    fake = tmp_path / "katas" / "zzz"
+    fake.mkdir(parents=True)
+    (fake / "kata.toml").write_text('title = "z"\norder = 99\n', encoding="utf-8")
+    monkeypatch.setattr(conftest, "KATAS", tmp_path / "katas")
+    assert conftest.katas() == ["zzz"]
