@@ -116,3 +116,34 @@ def expected_kinds(path: Path) -> set[str]:
         if line.startswith("expect:"):
             return {k.strip() for k in line.removeprefix("expect:").split(",") if k.strip()}
     return set()
+
+
+pytest_plugins = ["pytester"]
+
+
+def write_kata(pytester: pytest.Pytester, impl: str, tests: str, timeout: float = 3) -> Path:
+    """A one-task kata named ``demo`` in pytester's folder, implemented by ``impl``."""
+    folder = pytester.path / "katas" / "demo"
+    folder.mkdir(parents=True)
+    test_names = re.findall(r"^def (test_\w+)", tests, re.MULTILINE)
+    (folder / "kata.toml").write_text(
+        f'title = "demo"\norder = 1\ntimeout = {timeout}\n\n[[tasks]]\nid = 1\n'
+        f'title = "all"\npoints = 1\ntests = {test_names!r}\nhints = ["a", "b"]\n'.replace(
+            "'", '"'
+        ),
+        encoding="utf-8",
+    )
+    (folder / "demo.py").write_text(impl, encoding="utf-8")
+    (folder / "test_demo.py").write_text(tests, encoding="utf-8")
+    (folder / "README.md").write_text("# demo\n", encoding="utf-8")
+    return folder
+
+
+def pids_left(path: Path) -> list[int]:
+    """Pids the learner code recorded in ``path`` that are still alive (zombies count)."""
+    import psutil
+
+    if not path.exists():
+        return []
+    pids = [int(line) for line in path.read_text(encoding="utf-8").split()]
+    return [pid for pid in pids if psutil.pid_exists(pid)]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import gc
 import json
@@ -96,8 +97,21 @@ def _process_leaks() -> list[psutil.Process]:
     return leaked
 
 
+def _sentinels() -> set[int]:
+    """The fds that track live children: a leaked process is reported as a process."""
+    import multiprocessing
+
+    fds: set[int] = set()
+    for child in multiprocessing.active_children():
+        with contextlib.suppress(ValueError, AttributeError):
+            fds.add(child.sentinel)
+        with contextlib.suppress(AttributeError, IndexError, TypeError):  # fork's 2nd pipe end
+            fds.update(fd for fd in child._popen.finalizer._args[0] if isinstance(fd, int))
+    return fds
+
+
 def _fd_leaks(baseline: Baseline, own: set[int]) -> list[tuple[int, str]]:
-    ignore = baseline.fds | own | _infrastructure_fds()
+    ignore = baseline.fds | own | _infrastructure_fds() | _sentinels()
     leaked = []
     for fd in sorted(_fds() - ignore):
         try:
@@ -122,12 +136,12 @@ def _socket_names() -> dict[int, str]:
     return names
 
 
-def _process_name(rundir: str | None, pid: int) -> str:
+def _process_name(rundir: str | None, pid: int, relpath: Callable[[str], str]) -> str:
     if rundir:
         try:
             with open(os.path.join(rundir, f"proc-{pid}.json"), encoding="utf-8") as handle:
                 info = json.load(handle)
-            where = f" at {info['where']}" if info.get("where") else ""
+            where = f" at {relpath(info['where'])}" if info.get("where") else ""
             return f"{info['name']} (pid {pid}, target {info['target']}{where})"
         except (OSError, ValueError, KeyError):
             pass
@@ -151,7 +165,8 @@ def find_leaks(
             break
         time.sleep(0.02)
     leaks = [
-        Leak("process", f"process {_process_name(rundir, p.pid)} is still running") for p in procs
+        Leak("process", f"process {_process_name(rundir, p.pid, relpath)} is still running")
+        for p in procs
     ]
     for thread in threads:
         site = getattr(thread, "_kata_site", None)

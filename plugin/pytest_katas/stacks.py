@@ -173,13 +173,14 @@ def summary(proc: ProcessStack, learner_files: set[str], relpath: Callable[[str]
     return text
 
 
+_PROCESS_PY: Final = os.path.join("multiprocessing", "process.py")
 _PLUGIN_DIR: Final = os.path.dirname(os.path.abspath(__file__)) + os.sep
 
 
 def _is_machinery(filename: str) -> bool:
     """pytest's, pluggy's and our own frames: never what the learner needs to see."""
     return (
-        filename.startswith(_PLUGIN_DIR)
+        filename.startswith((_PLUGIN_DIR, "<frozen"))
         or "site-packages" in filename
         or filename.endswith(f"{os.sep}pytest")
     )
@@ -188,6 +189,9 @@ def _is_machinery(filename: str) -> bool:
 def _shown(thread: Thread) -> list[Frame]:
     """Outermost first, from the first frame of test or learner code, machinery dropped."""
     frames = list(reversed(thread.frames))
+    for start, frame in enumerate(frames):  # a forked child inherits its parent's frames
+        if frame.function == "_bootstrap" and frame.filename.endswith(_PROCESS_PY):
+            frames = frames[start + 1 :]
     for start, frame in enumerate(frames):
         if not _is_machinery(frame.filename) and not _is_stdlib(frame.filename):
             frames = frames[start:]

@@ -1,0 +1,355 @@
+"""The supervisor: hangs, deadlocks, crashes, leaks and caps become verdicts, and nothing a
+kata test starts outlives it. Each test runs a purpose-built kata in a fresh pytest."""
+
+from __future__ import annotations
+
+import textwrap
+
+import pytest
+from conftest import pids_left, write_kata
+
+RECORD = """
+import os
+def record(path):
+    with open(path, "a") as f:
+        f.write(f"{os.getpid()}\\n")
+"""
+
+
+def run(pytester: pytest.Pytester, impl: str, tests: str, *args: str, timeout: float = 3):
+    write_kata(pytester, textwrap.dedent(impl), textwrap.dedent(tests), timeout)
+    return pytester.runpytest_subprocess("katas/demo", "-p", "no:cacheprovider", *args)
+
+
+def test_it_fails_a_hang_in_the_test_process_and_shows_where(pytester):
+    result = run(
+        pytester,
+        """
+        import threading
+        def wait_forever():
+            threading.Event().wait()
+        """,
+        """
+        def test_returns(kata):
+            kata.wait_forever()
+        """,
+    )
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(
+        [
+            "HANG: the test did not finish after 3 s*",
+            "test process (pid *) blocked in a threading Condition/Event/Barrier wait() "
+            "at katas/demo/demo.py:4*",
+        ]
+    )
+
+
+@pytest.mark.parametrize("method", ["fork", "spawn", "forkserver"])
+def test_it_fails_a_hang_in_a_child_and_ends_the_child(pytester, method):
+    pidfile = pytester.path / "pids"
+    result = run(
+        pytester,
+        RECORD
+        + f"""
+import multiprocessing
+def _child(conn):
+    record({str(pidfile)!r})
+    conn.recv()
+def stuck():
+    record({str(pidfile)!r})
+    mine, theirs = multiprocessing.Pipe()
+    child = multiprocessing.Process(target=_child, args=(theirs,), name="consumer")
+    child.start()
+    child.join()
+""",
+        """
+        def test_returns(kata):
+            kata.stuck()
+        """,
+        f"--kata-start-method={method}",
+    )
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(
+        [
+            "HANG:*",
+            "consumer (pid *) blocked in Connection.recv() at katas/demo/demo.py:10 "
+            "(`conn.recv()`)*",
+            "test process (pid *) blocked in Process.join()*",
+            "*>> katas/demo/demo.py:10 in _child",
+        ]
+    )
+    assert len(pidfile.read_text().split()) == 2
+    assert pids_left(pidfile) == []
+
+
+def test_it_names_a_deadlock_on_two_locks(pytester):
+    result = run(
+        pytester,
+        """
+        import multiprocessing
+        def _one_way(first, second, ready, go):
+            with first:
+                ready.set()
+                go.wait()
+                with second:
+                    pass
+        def deadlock():
+            a, b = multiprocessing.Lock(), multiprocessing.Lock()
+            ready = [multiprocessing.Event(), multiprocessing.Event()]
+            go = multiprocessing.Event()
+            procs = [
+                multiprocessing.Process(target=_one_way, args=(a, b, ready[0], go)),
+                multiprocessing.Process(target=_one_way, args=(b, a, ready[1], go)),
+            ]
+            for p in procs:
+                p.start()
+            for r in ready:
+                r.wait()
+            go.set()
+            for p in procs:
+                p.join()
+        """,
+        """
+        def test_returns(kata):
+            kata.deadlock()
+        """,
+    )
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["HANG:*Lock.acquire()*deadlock*"])
+
+
+@pytest.mark.parametrize("how", ["os.abort()", "os.kill(os.getpid(), signal.SIGKILL)"])
+def test_it_reports_a_child_killed_by_a_signal_with_its_target(pytester, how):
+    result = run(
+        pytester,
+        f"""
+        import multiprocessing, os, signal
+        def _doomed():
+            {how}
+        def crash():
+            child = multiprocessing.Process(target=_doomed)
+            child.start()
+            child.join()
+            return child.exitcode
+        """,
+        """
+        def test_returns(kata):
+            assert kata.crash() == 0
+        """,
+    )
+    result.assert_outcomes(failed=1)
+    signal_name = "SIGABRT" if "abort" in how else "SIGKILL"
+    result.stdout.fnmatch_lines(
+        [f"CRASH: child process 'Process-1' (pid *, target _doomed at *) killed by {signal_name}*"]
+    )
+
+
+def test_it_reports_an_exception_in_a_pool_worker_with_its_traceback(pytester):
+    result = run(
+        pytester,
+        """
+        import multiprocessing
+        def _half(n):
+            return 10 // n
+        def halves(numbers):
+            with multiprocessing.Pool(2) as pool:
+                pending = [pool.apply_async(_half, (n,)) for n in numbers]
+                pool.close()
+                pool.join()
+            return [p.get() for p in pending if p.successful()]
+        """,
+        """
+        def test_returns(kata):
+            assert kata.halves([1, 0, 2]) == [10, 5, 5]
+        """,
+    )
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(
+        ["a task raised in a Pool worker:", "*in _half*", "*ZeroDivisionError*"]
+    )
+
+
+def test_it_reports_an_exception_raised_in_a_child(pytester):
+    result = run(
+        pytester,
+        """
+        import multiprocessing
+        def _child():
+            raise KeyError("no such word")
+        def work():
+            child = multiprocessing.Process(target=_child)
+            child.start()
+            child.join()
+            return 42
+        """,
+        """
+        def test_returns(kata):
+            assert kata.work() == 41
+        """,
+    )
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(
+        ["CRASH: child process 'Process-1'*raised KeyError*", "*raise KeyError*"]
+    )
+
+
+def test_it_fails_a_test_that_leaks_a_process_a_thread_and_a_socket(pytester):
+    pidfile = pytester.path / "pids"
+    result = run(
+        pytester,
+        RECORD
+        + f"""
+import multiprocessing, socket, threading, time
+KEEP = []
+def _linger():
+    record({str(pidfile)!r})
+    time.sleep(60)
+def careless():
+    multiprocessing.Process(target=_linger, name="lingerer").start()
+    threading.Thread(target=time.sleep, args=(60,), name="sleeper", daemon=True).start()
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen()
+    KEEP.append(server)
+    return 1
+""",
+        """
+        def test_returns(kata):
+            assert kata.careless() == 1
+        """,
+    )
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(
+        [
+            "LEAK: the code left 3 thing(s) running or open",
+            "left behind after the test returned:",
+            "*process lingerer (pid *, target _linger at katas/demo/demo.py:*) is still running",
+            "*thread 'sleeper' is still running, started at katas/demo/demo.py:*",
+            "*socket (fd *, 127.0.0.1:* LISTEN) is still open",
+        ]
+    )
+    assert pids_left(pidfile) == []
+
+
+def test_it_stops_a_fork_bomb_at_the_process_cap(pytester):
+    pidfile = pytester.path / "pids"
+    result = run(
+        pytester,
+        RECORD
+        + f"""
+import multiprocessing, time
+def _grow(depth):
+    record({str(pidfile)!r})
+    kids = [multiprocessing.Process(target=_grow, args=(depth + 1,)) for _ in range(2)]
+    if depth < 7:
+        for kid in kids:
+            kid.start()
+    time.sleep(30)
+def bomb():
+    _grow(0)
+""",
+        """
+        def test_returns(kata):
+            kata.bomb()
+        """,
+        "--kata-max-processes=20",
+        timeout=20,
+    )
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(
+        ["CAP: more than 20 processes ran at once (kata_max_processes = 20)*"]
+    )
+    assert pids_left(pidfile) == []
+
+
+def test_it_stops_endless_output_at_the_output_cap(pytester):
+    result = run(
+        pytester,
+        """
+        def chatter():
+            while True:
+                print("all work and no play " * 10)
+        """,
+        """
+        def test_returns(kata):
+            kata.chatter()
+        """,
+        "--kata-max-output=64KiB",
+        timeout=20,
+    )
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["CAP: the code wrote more than 64.0 KiB of output*"])
+
+
+def test_a_crash_of_the_test_process_itself_is_a_verdict_not_a_dead_run(pytester):
+    result = run(
+        pytester,
+        """
+        import os
+        def die():
+            os.abort()
+        def fine():
+            return 1
+        """,
+        """
+        def test_dies(kata):
+            kata.die()
+        def test_after_it(kata):
+            assert kata.fine() == 1
+        """,
+    )
+    result.assert_outcomes(failed=1, passed=1)
+    result.stdout.fnmatch_lines(["CRASH: the test process was killed by SIGABRT*"])
+
+
+def test_it_reports_hangs_normally_under_xdist(pytester):
+    result = run(
+        pytester,
+        """
+        import threading
+        def wait_forever():
+            threading.Event().wait()
+        def fine():
+            return 1
+        """,
+        """
+        def test_hangs(kata):
+            kata.wait_forever()
+        def test_passes(kata):
+            assert kata.fine() == 1
+        """,
+        "-n",
+        "2",
+    )
+    result.assert_outcomes(failed=1, passed=1)
+    result.stdout.fnmatch_lines(["*HANG: the test did not finish after 3 s*"])
+
+
+def test_pytest_timeout_firing_first_still_leaves_nothing_behind(pytester):
+    pytest.importorskip("pytest_timeout")
+    pidfile = pytester.path / "pids"
+    result = run(
+        pytester,
+        RECORD
+        + f"""
+import multiprocessing, time
+def _sleep():
+    record({str(pidfile)!r})
+    time.sleep(60)
+def slow():
+    child = multiprocessing.Process(target=_sleep)
+    child.start()
+    child.join()
+""",
+        """
+        def test_returns(kata):
+            kata.slow()
+        """,
+        "-p",
+        "timeout",
+        "--timeout=2",
+        timeout=30,
+    )
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["*Timeout*"])
+    assert pids_left(pidfile) == []
