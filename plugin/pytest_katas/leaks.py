@@ -106,7 +106,8 @@ def _sentinels() -> set[int]:
         with contextlib.suppress(ValueError, AttributeError):
             fds.add(child.sentinel)
         with contextlib.suppress(AttributeError, IndexError, TypeError):  # fork's 2nd pipe end
-            fds.update(fd for fd in child._popen.finalizer._args[0] if isinstance(fd, int))
+            popen = child._popen  # type: ignore[attr-defined]
+            fds.update(fd for fd in popen.finalizer._args if isinstance(fd, int))
     return fds
 
 
