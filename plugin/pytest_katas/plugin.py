@@ -11,10 +11,21 @@ from typing import Any
 
 import pytest
 
-from pytest_katas import catalog, sandbox, settings, stress, supervise
+from pytest_katas import (
+    board,
+    catalog,
+    grading,
+    hookspecs,
+    report,
+    sandbox,
+    session,
+    settings,
+    stress,
+    supervise,
+)
 from pytest_katas.boot import ENV_MODULES, ENV_RUNDIR
 from pytest_katas.loader import KataTarget
-from pytest_katas.verdict import Outcome
+from pytest_katas.verdict import Kind, Outcome
 
 __all__ = ["KataTestFailed"]
 
@@ -33,6 +44,10 @@ class KataTestFailed(Exception):
     def __init__(self, outcome: Outcome) -> None:
         super().__init__(outcome.message)
         self.outcome = outcome
+
+
+def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
+    pluginmanager.add_hookspecs(hookspecs)
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -66,6 +81,58 @@ def pytest_configure(config: pytest.Config) -> None:
     _check_kata_args(config)
     seed = settings.resolve(config, "kata_seed")
     config.stash[_SEED] = seed if seed is not None else random.SystemRandom().randrange(1 << 32)
+    config.pluginmanager.register(report, "katas-report")
+    config.pluginmanager.register(board, "katas-board")
+    fmt = settings.resolve(config, "kata_report_format")
+    if fmt not in report.FORMATS and len(config.hook.pytest_kata_report.get_hookimpls()) == 1:
+        raise pytest.UsageError(
+            f"--kata-report-format={fmt}: there is no such format; use "
+            f"{' or '.join(report.FORMATS)}, or install a plugin that adds one"
+        )
+    if not hasattr(config, "workerinput"):  # the controller grades; xdist workers only report
+        grades = session.GradingSession(config, settings.resolve(config, "kata_report"), fmt)
+        config.pluginmanager.register(grades, "katas-grading")
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_cmdline_main(config: pytest.Config) -> int | None:
+    """``--kata-hint=N`` shows the next hint of task N, then exits without running tests."""
+    task_id = config.getoption("kata_hint")
+    if task_id is None:
+        return None
+    config._do_configure()
+    try:
+        return _show_hint(config, settings.resolve(config, "kata_hint"))
+    finally:
+        config._ensure_unconfigure()
+
+
+def _show_hint(config: pytest.Config, task_id: int) -> int:
+    katas = {
+        kata.name: kata
+        for arg in config.args
+        if (kata := catalog.find_kata(Path(config.invocation_params.dir, arg).resolve()))
+    }
+    if len(katas) != 1:
+        raise pytest.UsageError(
+            "--kata-hint needs exactly one kata: pytest katas/<kata> --kata-hint=N"
+        )
+    (kata,) = katas.values()
+    task = next((t for t in kata.tasks if t.id == task_id), None)
+    if task is None:
+        ids = ", ".join(str(t.id) for t in kata.tasks)
+        raise pytest.UsageError(f"the {kata.name} kata has no task {task_id}; its tasks are {ids}")
+    key = f"katas/hints/{kata.name}/{task.id}"
+    cache = getattr(config, "cache", None)  # absent under -p no:cacheprovider
+    index = min(cache.get(key, 0) if cache is not None else 0, len(task.hints) - 1)
+    if cache is not None:
+        cache.set(key, index + 1)
+    writer = config.get_terminal_writer()
+    writer.line(f"{kata.name}, task {task.id}: {task.title}", bold=True)
+    writer.line(f"hint {index + 1} of {len(task.hints)}: {task.hints[index]}")
+    if index + 1 < len(task.hints):
+        writer.line("(run the same command again for the next hint)")
+    return 0
 
 
 def pytest_report_header(config: pytest.Config) -> str:
@@ -170,6 +237,23 @@ def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> bool | None:
 
 
 _OUTCOME = pytest.StashKey[Outcome]()
+_META = pytest.StashKey[dict[str, Any]]()
+
+
+def _meta(item: pytest.Item) -> dict[str, Any] | None:
+    """Grading facts about a test in a kata folder (computed once per test)."""
+    if _META not in item.stash:
+        kata = catalog.find_kata(Path(item.path))
+        item.stash[_META] = grading.test_meta(item, kata) if kata is not None else {}
+    return item.stash[_META] or None
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    meta = _meta(item)
+    if meta is not None:  # shown by --junitxml as <property> elements
+        item.user_properties.append(("kata", Path(meta["kata_dir"]).name))
+        item.user_properties.append(("kata_task", meta["task"]))
 
 
 @pytest.hookimpl(hookwrapper=True)
@@ -178,9 +262,26 @@ def pytest_runtest_makereport(
 ) -> Generator[None, Any, None]:
     result = yield
     report: pytest.TestReport = result.get_result()
+    meta = _meta(item)
+    if meta is not None:
+        report.kata_meta = meta  # type: ignore[attr-defined]
     outcome = item.stash.get(_OUTCOME, None)
     if call.when != "call" or outcome is None:
         return
     report.kata_outcome = outcome.to_json()  # type: ignore[attr-defined]
     if call.excinfo is not None and isinstance(call.excinfo.value, KataTestFailed):
         report.longrepr = outcome.text()
+    if outcome.kind is not None:
+        report.user_properties.append(("kata_failure_class", outcome.kind.name.lower()))
+    if outcome.seed is not None:
+        report.user_properties.append(("kata_seed", outcome.seed))
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_kata_classify(report: pytest.TestReport, outcome: dict[str, Any] | None) -> Kind | None:
+    """The built-in classes: the supervisor's verdict, else a plain assertion is WRONG."""
+    if outcome is not None and outcome.get("kind"):
+        return Kind[str(outcome["kind"]).upper()]
+    if report.when == "call":
+        return Kind.WRONG
+    return None

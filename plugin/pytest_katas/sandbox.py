@@ -77,7 +77,7 @@ def _classify(item: pytest.Function, spec: SandboxSpec, exc: BaseException) -> O
     excinfo = pytest.ExceptionInfo.from_exception(exc)
     details = str(item.repr_failure(excinfo))
     if isinstance(exc, KataFailure):
-        return Outcome("failed", exc.kind, str(exc).split("\n", 1)[0], details)
+        return Outcome("failed", exc.kind, str(exc).split("\n", 1)[0], details, seed=exc.seed)
     if isinstance(exc, AssertionError):
         return Outcome("failed", Kind.WRONG, "an assertion about the result failed", details)
     if isinstance(exc, MemoryError):

@@ -124,6 +124,26 @@ SETTINGS: Final = {
             lambda: 2.0,
         ),
         Setting(
+            "kata_report",
+            "write a JSON report of every kata test, with scores, to this path",
+            str,
+            lambda: None,
+        ),
+        Setting(
+            "kata_report_format",
+            "the report's shape: exercism (test-runner v3 with scores, the default) or "
+            "classroom (GitHub Classroom's autograding reporter)",
+            str,
+            lambda: "exercism",
+        ),
+        Setting(
+            "kata_hint",
+            "show the next hint for this task number of the kata given, then exit",
+            _positive_int,
+            lambda: None,
+            ini=False,
+        ),
+        Setting(
             "kata_max_processes",
             "processes a test may have alive at once before it is stopped (default 200)",
             _positive_int,

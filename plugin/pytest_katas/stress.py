@@ -94,7 +94,9 @@ class Stress:
             if problem is not None:
                 report.forbidden[key] = problem
                 report.seconds = time.monotonic() - started
-                raise fail_as(kind, self._message(problem, report))
+                failure = fail_as(kind, self._message(problem, report))
+                failure.seed = self.session_seed
+                raise failure
         report.seconds = time.monotonic() - started
         return report
 

@@ -38,9 +38,10 @@ class Kind(str, enum.Enum):
 class KataFailure(AssertionError):
     """An assertion that knows its failure class. Raise it through :func:`fail_as`."""
 
-    def __init__(self, kind: Kind, message: str) -> None:
+    def __init__(self, kind: Kind, message: str, seed: int | None = None) -> None:
         super().__init__(message)
         self.kind = kind
+        self.seed = seed  # the --kata-seed that replays it, when schedule noise found it
 
 
 def fail_as(kind: str | Kind, message: str) -> KataFailure:
