@@ -121,21 +121,31 @@ def expected_kinds(path: Path) -> set[str]:
 pytest_plugins = ["pytester"]
 
 
-def write_kata(pytester: pytest.Pytester, impl: str, tests: str, timeout: float = 3) -> Path:
-    """A one-task kata named ``demo`` in pytester's folder, implemented by ``impl``."""
-    folder = pytester.path / "katas" / "demo"
+def write_kata(
+    pytester: pytest.Pytester,
+    impl: str,
+    tests: str,
+    timeout: float = 3,
+    name: str = "demo",
+    tasks: list[tuple[int, list[str]]] | None = None,
+) -> Path:
+    """A kata in pytester's folder, implemented by ``impl``; one task for all tests unless
+    ``tasks`` gives ``(points, test names)`` per task."""
+    folder = pytester.path / "katas" / name
     folder.mkdir(parents=True)
-    test_names = re.findall(r"^def (test_\w+)", tests, re.MULTILINE)
-    (folder / "kata.toml").write_text(
-        f'title = "demo"\norder = 1\ntimeout = {timeout}\n\n[[tasks]]\nid = 1\n'
-        f'title = "all"\npoints = 1\ntests = {test_names!r}\nhints = ["a", "b"]\n'.replace(
-            "'", '"'
-        ),
-        encoding="utf-8",
-    )
-    (folder / "demo.py").write_text(impl, encoding="utf-8")
-    (folder / "test_demo.py").write_text(tests, encoding="utf-8")
-    (folder / "README.md").write_text("# demo\n", encoding="utf-8")
+    if tasks is None:
+        tasks = [(1, re.findall(r"^def (test_\w+)", tests, re.MULTILINE))]
+    toml = f'title = "{name}"\norder = 1\ntimeout = {timeout}\n'
+    for number, (points, names) in enumerate(tasks, 1):
+        listed = ", ".join(f'"{n}"' for n in names)
+        toml += (
+            f'\n[[tasks]]\nid = {number}\ntitle = "task {number}"\npoints = {points}\n'
+            f'tests = [{listed}]\nhints = ["first hint", "second hint"]\n'
+        )
+    (folder / "kata.toml").write_text(toml, encoding="utf-8")
+    (folder / f"{name}.py").write_text(impl, encoding="utf-8")
+    (folder / f"test_{name}.py").write_text(tests, encoding="utf-8")
+    (folder / "README.md").write_text(f"# {name}\n", encoding="utf-8")
     return folder
 
 

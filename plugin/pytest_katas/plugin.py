@@ -132,6 +132,9 @@ def _show_hint(config: pytest.Config, task_id: int) -> int:
     writer.line(f"hint {index + 1} of {len(task.hints)}: {task.hints[index]}")
     if index + 1 < len(task.hints):
         writer.line("(run the same command again for the next hint)")
+    else:
+        reference = f"solutions/{kata.name}/{kata.name}.py"
+        writer.line(f"(that was the last hint; the reference is {reference})")
     return 0
 
 
@@ -271,10 +274,11 @@ def pytest_runtest_makereport(
     report.kata_outcome = outcome.to_json()  # type: ignore[attr-defined]
     if call.excinfo is not None and isinstance(call.excinfo.value, KataTestFailed):
         report.longrepr = outcome.text()
+    # --junitxml writes the properties of the teardown report, which copies the item's.
     if outcome.kind is not None:
-        report.user_properties.append(("kata_failure_class", outcome.kind.name.lower()))
+        item.user_properties.append(("kata_failure_class", outcome.kind.name.lower()))
     if outcome.seed is not None:
-        report.user_properties.append(("kata_seed", outcome.seed))
+        item.user_properties.append(("kata_seed", outcome.seed))
 
 
 @pytest.hookimpl(trylast=True)
