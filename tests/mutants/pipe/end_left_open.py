@@ -67,9 +67,7 @@ def fan_out(items: list, consumers: int = 2) -> dict[str, list]:
     results = multiprocessing.Queue()
     lock = multiprocessing.Lock()
     workers = [
-        multiprocessing.Process(
-            target=_consume, args=(f"consumer-{n}", reader, lock, results)
-        )
+        multiprocessing.Process(target=_consume, args=(f"consumer-{n}", reader, lock, results))
         for n in range(1, consumers + 1)
     ]
     workers.append(multiprocessing.Process(target=_produce, args=(writer, items, consumers)))
