@@ -1,0 +1,126 @@
+"""The stress engine and schedule noise: races fail every run, with a seed that replays them,
+and correct code never fails."""
+
+from __future__ import annotations
+
+import re
+import textwrap
+
+import pytest
+from conftest import write_kata
+
+COUNTER = """
+import threading
+
+class Counter:
+    def __init__(self):
+        self._value = 0
+        self._lock = threading.Lock()
+
+    def increment(self):
+        {body}
+
+    @property
+    def value(self):
+        return self._value
+
+def hammer(counter, threads=8, per_thread=1000):
+    start = threading.Barrier(threads)
+    def work():
+        start.wait()
+        for _ in range(per_thread):
+            counter.increment()
+    workers = [threading.Thread(target=work) for _ in range(threads)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    return counter.value
+"""
+UNLOCKED = "self._value += 1"
+LOCKED = "with self._lock:\n            self._value += 1"
+TEST = """
+def test_no_update_is_lost(kata, kata_stress):
+    def scenario():
+        return kata.hammer(kata.Counter(), threads=8, per_thread=1000)
+    def check(total):
+        if total != 8000:
+            return f"8 threads each added 1000 but the count rose by {total}: updates were lost"
+    kata_stress.run(scenario, check)
+"""
+
+
+def _counter(pytester, body):
+    write_kata(pytester, COUNTER.replace("{body}", body), textwrap.dedent(TEST), timeout=20)
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3, 4, 5])
+def test_an_unlocked_increment_fails_with_every_seed_and_says_how_to_replay(pytester, seed):
+    _counter(pytester, UNLOCKED)
+    result = pytester.runpytest_subprocess("katas/demo", f"--kata-seed={seed}")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(
+        [
+            "RACE: 8 threads each added 1000 but the count rose by *: updates were lost "
+            f"(run * of a stress test under schedule noise, seed {seed})",
+            "*Outcomes seen:",
+            "*outcome*count*verdict",
+            "*FORBIDDEN",
+            "*run(s) in * s; failure rate *",
+            f"*Replay this run's schedule: pytest katas/demo/test_demo.py::test_no_update_is_lost "
+            f"--kata-seed={seed} --kata-start-method=* --kata-target=katas",
+        ]
+    )
+
+
+def test_a_locked_increment_passes_the_whole_budget(pytester):
+    _counter(pytester, LOCKED)
+    result = pytester.runpytest_subprocess("katas/demo", "--kata-stress-budget=1")
+    result.assert_outcomes(passed=1)
+
+
+def test_the_report_carries_the_seed_of_a_race(pytester):
+    import json
+
+    _counter(pytester, UNLOCKED)
+    path = pytester.path / "r.json"
+    pytester.runpytest_subprocess("katas/demo", "--kata-seed=77", f"--kata-report={path}")
+    (test,) = json.loads(path.read_text())["tests"]
+    assert (test["failure_class"], test["seed"]) == ("race", 77)
+
+
+def test_noise_reaches_child_processes_under_every_start_method(pytester):
+    write_kata(
+        pytester,
+        textwrap.dedent(
+            """
+            import multiprocessing
+            def _bump(shared):
+                shared["n"] = shared["n"] + 1
+            def count(workers):
+                with multiprocessing.Manager() as manager:
+                    shared = manager.dict(n=0)
+                    procs = [multiprocessing.Process(target=_bump, args=(shared,))
+                             for _ in range(workers)]
+                    for p in procs:
+                        p.start()
+                    for p in procs:
+                        p.join()
+                    return shared["n"]
+            """
+        ),
+        textwrap.dedent(
+            """
+            def test_count(kata, kata_stress):
+                kata_stress.run(lambda: kata.count(8),
+                                lambda n: None if n == 8 else f"lost {8 - n} updates")
+            """
+        ),
+        timeout=30,
+    )
+    for method in ("fork", "spawn", "forkserver"):
+        result = pytester.runpytest_subprocess(
+            "katas/demo", f"--kata-start-method={method}", "--kata-stress-budget=6"
+        )
+        result.assert_outcomes(failed=1)
+        assert re.search(r"RACE: lost \d+ updates", result.stdout.str()), method
