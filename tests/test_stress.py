@@ -7,6 +7,7 @@ import re
 import textwrap
 
 import pytest
+
 from conftest import write_kata
 
 COUNTER = """

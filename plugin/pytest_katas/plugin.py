@@ -199,7 +199,8 @@ def kata_stress(request: pytest.FixtureRequest) -> stress.Stress:
         request.config, "kata_stress_budget", item.get_closest_marker("kata_stress_budget")
     )
     seed = request.config.stash[_SEED]
-    return stress.Stress(budget, seed, item.nodeid, _replay_command(item))
+    noisy = settings.resolve(request.config, "kata_noise")
+    return stress.Stress(budget, seed, item.nodeid, _replay_command(item), noisy)
 
 
 def _limits(item: pytest.Function, target: KataTarget) -> supervise.Limits:

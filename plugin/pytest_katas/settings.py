@@ -40,6 +40,13 @@ def _start_method(text: str) -> str:
     return text
 
 
+def _on_off(text: str) -> bool:
+    value = text.strip().lower()
+    if value not in ("on", "off"):
+        raise ValueError("must be on or off")
+    return value == "on"
+
+
 _SIZE: Final = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmg]i?b?|b)?\s*$", re.IGNORECASE)
 
 
@@ -116,6 +123,13 @@ SETTINGS: Final = {
             int,
             lambda: None,
             ini=False,
+        ),
+        Setting(
+            "kata_noise",
+            "schedule noise in stress tests: on (the default) or off, to compare with plain "
+            "repetition",
+            _on_off,
+            lambda: True,
         ),
         Setting(
             "kata_stress_budget",

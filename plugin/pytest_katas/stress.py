@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from contextlib import nullcontext
 import hashlib
 import shlex
 import time
@@ -62,8 +63,11 @@ class Stress:
     the seed, and the command that replays it.
     """
 
-    def __init__(self, budget: float, session_seed: int, nodeid: str, replay: list[str]) -> None:
+    def __init__(
+        self, budget: float, session_seed: int, nodeid: str, replay: list[str], noisy: bool = True
+    ) -> None:
         self.budget = budget
+        self.noisy = noisy
         self.session_seed = session_seed
         self.seed = test_seed(session_seed, nodeid)
         self.replay = replay
@@ -85,7 +89,7 @@ class Stress:
         while report.runs < min_runs or time.monotonic() - started < budget:
             if max_runs is not None and report.runs >= max_runs:
                 break
-            with schedule.noise(self.seed, report.runs):
+            with schedule.noise(self.seed, report.runs) if self.noisy else nullcontext():
                 outcome = scenario()
             problem = check(outcome)
             key = _key(outcome)
@@ -103,7 +107,8 @@ class Stress:
     def _message(self, problem: str, report: StressReport) -> str:
         command = shlex.join(self.replay)
         return (
-            f"{problem} (run {report.runs} of a stress test under schedule noise, "
+            f"{problem} (run {report.runs} of a stress test "
+            f"{'under schedule noise' if self.noisy else 'without noise'}, "
             f"seed {self.session_seed})\n\nOutcomes seen:\n{report.table()}\n\n"
             f"Replay this run's schedule: {command}"
         )
