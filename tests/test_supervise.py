@@ -354,3 +354,47 @@ def slow():
     result.assert_outcomes(failed=1)
     result.stdout.fnmatch_lines(["*Timeout*"])
     assert pids_left(pidfile) == []
+
+
+BLOCKING = {
+    "recv": ("a, b = multiprocessing.Pipe()\n    a.recv()", "Connection.recv()"),
+    "accept": (
+        "s = socket.socket()\n    s.bind(('127.0.0.1', 0))\n    s.listen()\n    s.accept()",
+        "socket.accept()",
+    ),
+    "join": (
+        "p = multiprocessing.Process(target=time.sleep, args=(60,))\n    p.start()\n    p.join()",
+        "Process.join()",
+    ),
+    "Lock.acquire": (
+        "lock = multiprocessing.Lock()\n    lock.acquire()\n    lock.acquire()",
+        "lock.acquire()",
+    ),
+    "Queue.get": ("q = multiprocessing.Queue()\n    q.get()", "Queue.get()"),
+    "Pool.join": (
+        "pool = multiprocessing.Pool(2)\n    pool.apply_async(time.sleep, (60,))\n"
+        "    pool.close()\n    pool.join()",
+        "Pool.join()",
+    ),
+    "AsyncResult.get": (
+        "pool = multiprocessing.Pool(2)\n    pool.apply_async(time.sleep, (60,)).get()",
+        "AsyncResult.get()",
+    ),
+}
+
+
+@pytest.mark.parametrize("call", list(BLOCKING))
+def test_it_reads_the_test_process_stack_whatever_it_is_blocked_in(pytester, call):
+    code, shown = BLOCKING[call]
+    result = run(
+        pytester,
+        f"import multiprocessing, socket, time\ndef block():\n    {code}\n",
+        """
+        def test_returns(kata):
+            kata.block()
+        """,
+    )
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(
+        [f"test process (pid *) blocked in {shown} at katas/demo/demo.py:*"]
+    )

@@ -79,7 +79,8 @@ def _classify(item: pytest.Function, spec: SandboxSpec, exc: BaseException) -> O
     if isinstance(exc, KataFailure):
         return Outcome("failed", exc.kind, str(exc).split("\n", 1)[0], details, seed=exc.seed)
     if isinstance(exc, AssertionError):
-        return Outcome("failed", Kind.WRONG, "an assertion about the result failed", details)
+        headline = str(exc).strip().split("\n", 1)[0] or "an assertion about the result failed"
+        return Outcome("failed", Kind.WRONG, headline, details)
     if isinstance(exc, MemoryError):
         return Outcome("failed", Kind.CAP, "the code ran out of memory (MemoryError)", details)
     where = boot.learner_site(_tb_frames(exc))

@@ -135,6 +135,8 @@ def blocking_call(thread: Thread) -> str | None:
     """
     outer = None
     for frame in thread.frames:
+        if frame.filename.startswith(_PLUGIN_DIR):
+            continue  # our noise and bookkeeping wrappers sit between library frames
         if not _is_stdlib(frame.filename):
             break
         outer = frame
@@ -142,6 +144,15 @@ def blocking_call(thread: Thread) -> str | None:
         return None
     key = (os.path.basename(outer.filename), outer.function)
     return _BLOCKING.get(key, f"{outer.function}() of {key[0]}")
+
+
+_CALL: Final = re.compile(r"([A-Za-z_][\w.]*)\(")
+
+
+def _call_in(source: str) -> str | None:
+    """The last call on a line of source: ``lock.acquire()`` from ``ok = lock.acquire()``."""
+    calls = _CALL.findall(source)
+    return f"{calls[-1]}()" if calls else None
 
 
 def learner_frame(thread: Thread, learner_files: set[str]) -> Frame | None:
@@ -161,6 +172,8 @@ def summary(proc: ProcessStack, learner_files: set[str], relpath: Callable[[str]
         return f"{label}: no stack could be read"
     call = blocking_call(main)
     mine = learner_frame(main, learner_files)
+    if call is None and proc.blocked_since is not None and mine is not None:
+        call = _call_in(mine.source())  # a C call (lock.acquire(), sock.recv()): no frame
     text = f"{label} blocked in {call}" if call else f"{label} running"
     if mine is not None:
         text += f" at {mine.where(relpath)}"

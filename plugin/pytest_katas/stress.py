@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import dataclasses
-from contextlib import nullcontext
 import hashlib
 import shlex
 import time
 from collections import Counter
 from collections.abc import Callable
+from contextlib import nullcontext
 from typing import Any, Final, final
 
 from pytest_katas import schedule

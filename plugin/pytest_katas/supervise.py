@@ -13,7 +13,7 @@ import tempfile
 import time
 import warnings
 from pathlib import Path
-from typing import final
+from typing import Any, final
 
 import psutil
 import pytest
@@ -152,7 +152,7 @@ def supervise(item: pytest.Function, spec: sandbox.SandboxSpec, limits: Limits) 
         fds = {out_r: 1, err_r: 2}
         try:
             outcome = _watch(watch, fds)
-            exits = _child_exits(spec.rundir)
+            children = _Children.read(spec.rundir)
         finally:
             procs.terminate_group(pid, limits.grace)
             watch.poll_exit()
@@ -161,7 +161,7 @@ def supervise(item: pytest.Function, spec: sandbox.SandboxSpec, limits: Limits) 
             for fd in (out_r, err_r):
                 os.close(fd)
     try:
-        _explain_children(outcome, watch, exits)
+        _explain_children(outcome, children, spec.target.kata.relpath)
     finally:
         shutil.rmtree(spec.rundir, ignore_errors=True)
     return outcome
@@ -257,35 +257,50 @@ def _same_place(a: stacks.ProcessStack, b: stacks.ProcessStack) -> bool:
     return a.main is not None and b.main is not None and a.main.frames == b.main.frames
 
 
-def _child_exits(rundir: str) -> dict[int, int | None]:
-    """How each child ended, read before the cleanup kills anything."""
-    return {
-        pid: procs.exit_status(pid, rundir, {})
-        for pid, info in procs.read_registry(rundir, "proc").items()
-        if info["role"] == "child"
-    }
+@final
+@dataclasses.dataclass(frozen=True)
+class _Children:
+    """How the test's children ended, read before the cleanup kills (and so upsets) them."""
+
+    registry: dict[int, dict[str, Any]]
+    exits: dict[int, int | None]
+    raised: dict[int, dict[str, Any]]
+    on_purpose: dict[int, dict[str, Any]]
+    pool_failures: list[str]
+
+    @classmethod
+    def read(cls, rundir: str) -> _Children:
+        registry = procs.read_registry(rundir, "proc")
+        return cls(
+            registry=registry,
+            exits={
+                pid: procs.exit_status(pid, rundir, {})
+                for pid, info in registry.items()
+                if info["role"] == "child"
+            },
+            raised=procs.read_registry(rundir, "exc"),
+            on_purpose=procs.read_registry(rundir, "ended"),
+            pool_failures=[
+                info["traceback"] for info in procs.read_registry(rundir, "poolexc").values()
+            ],
+        )
 
 
-def _explain_children(outcome: Outcome, watch: _Watch, exits: dict[int, int | None]) -> None:
+def _explain_children(outcome: Outcome, children: _Children, relpath: Any) -> None:
     """Name every child that raised or died, and call the failure a crash if one did."""
-    rundir = watch.spec.rundir
-    relpath = watch.spec.target.kata.relpath
-    registry = procs.read_registry(rundir, "proc")
-    raised = procs.read_registry(rundir, "exc")
-    on_purpose = procs.read_registry(rundir, "ended")
     notes, crashed = [], []
-    for pid, code in exits.items():
-        info = registry[pid]
+    for pid, code in children.exits.items():
+        info = children.registry[pid]
         label = f"child process {info['name']!r} (pid {pid}, target {info['target']}"
         label += f" at {relpath(info['where'])})" if info.get("where") else ")"
-        if pid in raised:
-            notes.append(f"{label} raised an exception:\n{raised[pid]['traceback'].rstrip()}")
-            crashed.append(f"{label} raised {_last_line(raised[pid]['traceback'])}")
-        elif code not in (None, 0) and pid not in on_purpose:
+        if pid in children.raised:
+            text = children.raised[pid]["traceback"]
+            notes.append(f"{label} raised an exception:\n{text.rstrip()}")
+            crashed.append(f"{label} raised {_last_line(text)}")
+        elif code not in (None, 0) and pid not in children.on_purpose:
             notes.append(f"{label} {procs.describe_exit(code)}")
             crashed.append(notes[-1])
-    for info in procs.read_registry(rundir, "poolexc").values():
-        notes.append(f"a task raised in a Pool worker:\n{info['traceback']}")
+    notes.extend(f"a task raised in a Pool worker:\n{text}" for text in children.pool_failures)
     if outcome.status != "failed" or not notes:
         return
     outcome.details = (outcome.details + "\n\n" + "\n\n".join(notes)).strip()
