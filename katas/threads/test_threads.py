@@ -1,0 +1,330 @@
+"""Tests for the threads kata. Each test checks one clause of the contract in threads.py."""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter as Tally
+
+import pytest
+
+from pytest_katas import fail_as
+
+
+def _lost_updates(threads: int, per_thread: int, counted: object, who: str) -> str | None:
+    """None if ``counted`` is exactly threads * per_thread, else what went wrong."""
+    expected = threads * per_thread
+    if counted == expected:
+        return None
+    if not isinstance(counted, int):
+        return f"the count must be an int; it was {counted!r}"
+    if counted < expected:
+        return (
+            f"{threads} threads each called increment() {per_thread:,} times, but the count "
+            f"rose by {counted:,}, not {expected:,}: {expected - counted:,} increments were "
+            f"lost. Two threads read the same old value, each added 1, and the second write "
+            f"wiped out the first. {who}"
+        )
+    return (
+        f"{threads} threads each called increment() {per_thread:,} times, but the count "
+        f"rose by {counted:,}, more than the {expected:,} that were added"
+    )
+
+
+def _pound(counter: object, threads: int, per_thread: int) -> None:
+    """The test's own harness: several threads released together, each incrementing."""
+    start_line = threading.Barrier(threads)
+
+    def work() -> None:
+        start_line.wait()
+        for _ in range(per_thread):
+            counter.increment()  # type: ignore[attr-defined]
+
+    workers = [threading.Thread(target=work) for _ in range(threads)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+
+
+# -- task 1: Counter -------------------------------------------------------------------
+
+
+def test_a_new_counter_starts_at_zero(kata):
+    value = kata.Counter().value
+    if value != 0:
+        raise fail_as("wrong", f"Counter() must start at 0; its value was {value!r}")
+
+
+def test_increment_adds_one_by_default(kata):
+    counter = kata.Counter()
+    counter.increment()
+    counter.increment()
+    counter.increment()
+    if counter.value != 3:
+        raise fail_as(
+            "wrong",
+            f"three calls to increment() from one thread must give 3, not {counter.value!r}",
+        )
+
+
+def test_increment_by_adds_that_amount(kata):
+    counter = kata.Counter()
+    counter.increment(by=5)
+    if counter.value != 5:
+        raise fail_as(
+            "wrong", f"increment(by=5) on a new counter must give 5, not {counter.value!r}"
+        )
+    counter.increment(by=5)
+    counter.increment()
+    if counter.value != 11:
+        raise fail_as(
+            "wrong",
+            f"after increment(by=5) twice and increment() once the count must be 11, "
+            f"not {counter.value!r}",
+        )
+
+
+def test_value_is_read_only(kata):
+    counter = kata.Counter()
+    counter.increment()
+    try:
+        counter.value = 100
+    except AttributeError:
+        pass
+    else:
+        raise fail_as(
+            "wrong",
+            "`counter.value = 100` worked, but value must be read-only: anyone could overwrite "
+            "the count without the lock. Make value a property with no setter",
+        )
+    if counter.value != 1:
+        raise fail_as("wrong", "a refused assignment must leave the count as it was")
+
+
+def test_increment_loses_no_update_when_threads_add_at_once(kata, kata_stress):
+    threads, per_thread = 8, 500
+
+    def scenario() -> int:
+        counter = kata.Counter()
+        _pound(counter, threads, per_thread)
+        return counter.value
+
+    kata_stress.run(
+        scenario,
+        lambda counted: _lost_updates(
+            threads,
+            per_thread,
+            counted,
+            "Make the read, the add and the write one step that no other thread can enter: "
+            "hold ONE lock, shared by every call, around all three.",
+        ),
+        kind="race",
+    )
+
+
+# -- task 2: hammer --------------------------------------------------------------------
+
+
+class _TallyCounter:
+    """A thread-safe stand-in counter that notes which thread made each call, and when.
+
+    ``hammer()`` accepts any object with ``increment()`` and ``value``, so these tests can
+    check hammer on its own, whether or not your Counter is finished.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._count = 0
+        self.calls: Tally[threading.Thread] = Tally()
+        self._before = {thread.ident for thread in threading.enumerate()}
+        self.started_at_first_call: int | None = None  # threads alive at the very first call
+
+    def _started_so_far(self) -> int:
+        return sum(
+            1
+            for thread in threading.enumerate()
+            if thread.ident not in self._before and thread.is_alive()
+        )
+
+    def increment(self, by: int = 1) -> None:
+        me = threading.current_thread()
+        with self._lock:
+            if self.started_at_first_call is None:
+                self.started_at_first_call = self._started_so_far()
+            self.calls[me] += 1
+            self._count += by
+
+    @property
+    def value(self) -> int:
+        with self._lock:
+            return self._count
+
+
+class _GatedCounter(_TallyCounter):
+    """Each thread's first increment waits at a gate that opens after ``delay`` seconds,
+    or as soon as someone reads ``value``, whichever comes first."""
+
+    def __init__(self, delay: float) -> None:
+        super().__init__()
+        self.gate = threading.Event()
+        self.opener = threading.Timer(delay, self.gate.set)
+        self.seen_when_read: tuple[int, int] | None = None
+
+    def increment(self, by: int = 1) -> None:
+        first = threading.current_thread() not in self.calls
+        if first:
+            self.gate.wait(10)
+        super().increment(by)
+
+    @property
+    def value(self) -> int:
+        with self._lock:
+            still_running = sum(1 for thread in self.calls if thread.is_alive())
+            pending = sum(
+                1
+                for thread in threading.enumerate()
+                if thread.ident not in self._before
+                and thread not in self.calls
+                and thread is not self.opener
+                and thread.is_alive()
+            )
+            if self.seen_when_read is None:
+                self.seen_when_read = (self._count, still_running + pending)
+            count = self._count
+        self.gate.set()  # let any thread still waiting go, so it can finish
+        return count
+
+
+def _hammer(kata, counter: object, threads: int, per_thread: int) -> object:
+    """Call the learner's hammer(); fail if it returned while threads it started still ran."""
+    before = set(threading.enumerate())
+    got = kata.hammer(counter, threads=threads, per_thread=per_thread)
+    running = [t for t in threading.enumerate() if t not in before and t.is_alive()]
+    for thread in running:
+        thread.join(5)  # tidy up after a hammer that did not join, so the failure is ours
+    if running:
+        raise fail_as(
+            "wrong",
+            f"hammer() returned {got!r} while {len(running)} of the threads it started were "
+            f"still running. Join every thread before reading counter.value",
+        )
+    return got
+
+
+def test_hammer_returns_threads_times_per_thread(kata):
+    got = _hammer(kata, _TallyCounter(), threads=4, per_thread=250)
+    if got != 1000:
+        raise fail_as(
+            "wrong",
+            f"hammer(counter, threads=4, per_thread=250) on a thread-safe counter must return "
+            f"counter.value, 1000; it returned {got!r}",
+        )
+
+
+def test_hammer_starts_that_many_threads_each_calling_increment_per_thread_times(kata):
+    counter = _TallyCounter()
+    _hammer(kata, counter, threads=5, per_thread=300)
+    main = threading.main_thread()
+    if main in counter.calls:
+        raise fail_as(
+            "wrong",
+            f"the thread that called hammer() itself made {counter.calls[main]} increment() "
+            "calls; all of them must come from the threads hammer() starts",
+        )
+    shares = sorted(counter.calls.values())
+    if len(shares) != 5 or set(shares) != {300}:
+        raise fail_as(
+            "wrong",
+            f"hammer(counter, threads=5, per_thread=300) must start 5 threads that each call "
+            f"increment() 300 times; {len(shares)} thread(s) called it, this many times each: "
+            f"{shares}",
+        )
+
+
+def test_hammer_with_a_single_thread(kata):
+    counter = _TallyCounter()
+    got = _hammer(kata, counter, threads=1, per_thread=100)
+    if got != 100 or len(counter.calls) != 1:
+        raise fail_as(
+            "wrong",
+            f"hammer(counter, threads=1, per_thread=100) must have one thread call increment() "
+            f"100 times and return 100; {len(counter.calls)} thread(s) called it "
+            f"{sum(counter.calls.values())} times, and it returned {got!r}",
+        )
+
+
+def test_hammer_releases_its_threads_together(kata):
+    threads = 6
+    counter = _TallyCounter()
+    _hammer(kata, counter, threads=threads, per_thread=200)
+    earliest = counter.started_at_first_call
+    if earliest is None:
+        raise fail_as("wrong", "hammer() never called increment()")
+    if earliest < threads:
+        raise fail_as(
+            "race",
+            f"the first increment() came when only {earliest} of the {threads} threads had "
+            f"been started. Threads that start one by one barely overlap, so the counter is "
+            f"never really contended. Make each thread wait at a starting line until all "
+            f"{threads} exist (a threading.Barrier for {threads} parties), then go",
+        )
+
+
+@pytest.mark.kata_timeout(8)
+def test_hammer_joins_its_threads_before_returning(kata):
+    threads, per_thread = 4, 50
+    counter = _GatedCounter(delay=0.5)
+    counter.opener.start()
+    try:
+        got = kata.hammer(counter, threads=threads, per_thread=per_thread)
+    finally:
+        counter.opener.cancel()
+        counter.gate.set()
+        counter.opener.join()
+        for thread in list(counter.calls):
+            thread.join(5)  # tidy up after a hammer that did not join, so the failure is ours
+    seen = counter.seen_when_read
+    if seen is None:
+        raise fail_as("wrong", "hammer() never read counter.value: it must return counter.value")
+    done, running = seen
+    expected = threads * per_thread
+    if running or done != expected:
+        raise fail_as(
+            "wrong",
+            f"hammer() read counter.value while {running} of its {threads} threads were still "
+            f"running and only {done} of {expected} increments were done. Join every thread "
+            f"first, then read the count",
+        )
+    if got != expected:
+        raise fail_as("wrong", f"hammer() must return counter.value ({expected}), not {got!r}")
+
+
+def test_hammer_on_a_real_counter_loses_no_update(kata, kata_stress):
+    threads, per_thread = 4, 1000
+
+    def scenario() -> tuple[int, int, int]:
+        before = set(threading.enumerate())
+        counter = kata.Counter()
+        returned = kata.hammer(counter, threads=threads, per_thread=per_thread)
+        running = [t for t in threading.enumerate() if t not in before and t.is_alive()]
+        for thread in running:
+            thread.join(5)
+        return returned, counter.value, len(running)
+
+    def check(outcome: tuple[int, int, int]) -> str | None:
+        returned, final, running = outcome
+        if running or returned != final:
+            return (
+                f"hammer() returned {returned:,} while {running} of its threads were still "
+                f"running; the count then reached {final:,}. Join every thread, then return "
+                "counter.value"
+            )
+        return _lost_updates(
+            threads,
+            per_thread,
+            final,
+            "hammer() looks after its threads; it is Counter.increment() that needs ONE "
+            "lock, shared by every call, around the read, the add and the write.",
+        )
+
+    kata_stress.run(scenario, check, kind="race")
