@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.util
 import linecache
 import sys
+import threading
 import traceback
 from pathlib import Path
 from types import ModuleType, TracebackType
@@ -61,12 +62,20 @@ class KataTarget:
     def path(self) -> Path:
         return self._path
 
+    _loading = threading.Lock()  # a test's threads may all touch the target at once
+
     def load(self) -> ModuleType:
+        __tracebackhide__ = True
+        with self._loading:
+            return self._load()
+
+    def _load(self) -> ModuleType:
         __tracebackhide__ = True
         name = self._kata.module_name
         module = sys.modules.get(name)
-        if module is not None:
-            return module
+        if module is not None:  # imported already, maybe by the import system in a child hook
+            initializing = getattr(module.__spec__, "_initializing", False)
+            return importlib.import_module(name) if initializing else module
         spec = importlib.util.spec_from_file_location(name, self._path)
         assert spec is not None and spec.loader is not None
         module = importlib.util.module_from_spec(spec)
