@@ -398,3 +398,32 @@ def test_it_reads_the_test_process_stack_whatever_it_is_blocked_in(pytester, cal
     result.stdout.fnmatch_lines(
         [f"test process (pid *) blocked in {shown} at katas/demo/demo.py:*"]
     )
+
+
+def test_a_child_crash_that_leaves_the_parent_waiting_fails_long_before_the_deadline(pytester):
+    result = run(
+        pytester,
+        """
+        import multiprocessing
+        def _child(conn):
+            raise ValueError("bad item")
+        def wait_for_child():
+            mine, theirs = multiprocessing.Pipe()
+            child = multiprocessing.Process(target=_child, args=(theirs,))
+            child.start()
+            return mine.recv()
+        """,
+        """
+        def test_returns(kata):
+            kata.wait_for_child()
+        """,
+        timeout=60,
+    )
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(
+        [
+            "CRASH: child process 'Process-1' (pid *, target _child at *) raised ValueError: "
+            "bad item; the test was still stuck 2 s after a child process crashed*"
+        ]
+    )
+    assert result.duration < 30

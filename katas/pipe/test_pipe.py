@@ -115,6 +115,29 @@ def test_fan_out_keeps_large_items_whole_with_several_readers(kata):
     _check_exactly_once(items, got, 3)
 
 
+def test_fan_out_readers_never_split_a_message_under_contention(kata, kata_stress):
+    items = [_big(n, 128 * 1024 if n % 2 else 16) for n in range(16)]
+
+    def scenario():
+        got = kata.fan_out(items, consumers=3)
+        try:
+            _check_exactly_once(items, got, 3)
+        except AssertionError as exc:
+            return str(exc).split(":", 1)[0]
+        return "every item exactly once"
+
+    kata_stress.run(
+        scenario,
+        lambda outcome: (
+            None
+            if outcome == "every item exactly once"
+            else f"{outcome}: two consumers were inside recv() at once; hold the Lock around it"
+        ),
+        kind="lost",
+        max_runs=40,
+    )
+
+
 def test_fan_out_keeps_each_consumers_items_in_the_order_sent(kata):
     items = list(range(200))
     got = kata.fan_out(items, consumers=3)

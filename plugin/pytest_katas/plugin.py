@@ -34,6 +34,7 @@ MARKERS = (
     "kata_task(id): the kata task (from kata.toml) this test belongs to",
     "task(taskno): Exercism's spelling of kata_task",
     "kata_stress_budget(seconds): how long this test's stress loop may run",
+    "kata_stress: added by the plugin to every test that uses the kata_stress fixture",
 )
 _SEED = pytest.StashKey[int]()
 
@@ -52,6 +53,13 @@ def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     settings.add_options(parser)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark stress tests, so ``-m kata_stress`` selects them (the soak runs only those)."""
+    for item in items:
+        if "kata_stress" in getattr(item, "fixturenames", ()):
+            item.add_marker("kata_stress")
 
 
 def _check_kata_args(config: pytest.Config) -> None:

@@ -24,6 +24,7 @@ from pytest_katas.verdict import Kind, Outcome
 __all__ = ["Limits", "supervise"]
 
 _TICK = 0.02
+CRASH_GRACE = 2.0
 _CAP_EVERY = 0.05
 
 
@@ -169,7 +170,8 @@ def supervise(item: pytest.Function, spec: sandbox.SandboxSpec, limits: Limits) 
 
 def _watch(watch: _Watch, fds: dict[int, int]) -> Outcome:
     last_caps = 0.0
-    limits = watch.limits
+    timeout = watch.limits.timeout
+    sample_at, stop_at, crashed = timeout / 2, timeout, False
     while not watch.poll_exit():
         watch.forward(fds, _TICK)
         if watch.elapsed - last_caps >= _CAP_EVERY:
@@ -177,10 +179,16 @@ def _watch(watch: _Watch, fds: dict[int, int]) -> Outcome:
             capped = watch.check_caps()
             if capped is not None:
                 return capped
-        if not watch.first_sample and watch.elapsed >= limits.timeout / 2:
+            if not crashed and any(Path(watch.spec.rundir).glob("exc-*.json")):
+                # A child died of an exception. If the test is stuck because of it, say so
+                # in CRASH_GRACE seconds rather than at the deadline.
+                crashed = True
+                stop_at = min(stop_at, watch.elapsed + CRASH_GRACE)
+                sample_at = min(sample_at, watch.elapsed + CRASH_GRACE / 2)
+        if not watch.first_sample and watch.elapsed >= sample_at:
             watch.first_sample = _sample(watch)
             watch.first_sample_at = time.monotonic()
-        if watch.elapsed >= limits.timeout:
+        if watch.elapsed >= stop_at:
             return _hang(watch)
     _drain(watch, fds)
     return _finished(watch)
@@ -242,6 +250,10 @@ def _hang(watch: _Watch) -> Outcome:
         else stacks.diagnose(ordered)
     )
     timeout = watch.limits.timeout
+    verb = "was still running" if moving else "did not finish"
+    headline = f"the test {verb} after {timeout:g} s"
+    if watch.elapsed < timeout:
+        headline = f"the test was still stuck {CRASH_GRACE:g} s after a child process crashed"
     details = (
         "\n".join(lines) + "\n\nStacks of every process of the test "
         "(>> marks your code):\n"
@@ -249,8 +261,7 @@ def _hang(watch: _Watch) -> Outcome:
         + f"\n\nThe deadline is set by kata_timeout (marker or ini), --kata-timeout, or "
         f"the kata's kata.toml. It was {timeout:g} s."
     )
-    verb = "was still running" if moving else "did not finish"
-    return Outcome("failed", kind, f"the test {verb} after {timeout:g} s: {hint}", details)
+    return Outcome("failed", kind, f"{headline}: {hint}", details)
 
 
 def _same_place(a: stacks.ProcessStack, b: stacks.ProcessStack) -> bool:
