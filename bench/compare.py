@@ -159,9 +159,10 @@ def main() -> int:
             results[name][mode] = runs
             rate, median = summarize(runs)
             total = sum(float(r["seconds"]) for r in runs)  # type: ignore[arg-type]
-            per_second = sum(bool(r["caught"]) for r in runs) / total
+            caught = sum(bool(r["caught"]) for r in runs)
+            per_second = caught / total
             rows.append(
-                f"| {name} | {expected(mutant)} | {mode} | {rate:.0%} ({sum(bool(r['caught']) for r in runs)}/{len(runs)}) "
+                f"| {name} | {expected(mutant)} | {mode} | {rate:.0%} ({caught}/{len(runs)}) "
                 f"| {f'{median:.2f} s' if median is not None else '-'} | {per_second:.3f} |"
             )
             print(rows[-1], flush=True)
