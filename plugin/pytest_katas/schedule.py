@@ -19,6 +19,7 @@ choices, though the OS may still interleave differently.
 from __future__ import annotations
 
 import contextlib
+import dis
 import importlib
 import json
 import os
@@ -32,8 +33,16 @@ from typing import Any, Final
 
 __all__ = ["Jitter", "install_from_env", "jitter", "noise"]
 
-THREAD_P: Final = 0.02  # chance of a forced switch at each learner bytecode
-_NOISE_FILE: Final = "noise.json"
+# Thread noise is sparse, so that correct code stays fast: each run picks ONE instruction in
+# each learner function as its preemption point, and only that point ever yields. A race
+# window a few instructions wide holds the point in a fair share of runs, and runs are many.
+THREAD_P: Final = 0.01  # chance of a forced switch each time a thread passes the point
+# 3.10 and 3.11 have no sys.monitoring: opcode tracing is dear, so only a share of learner
+# calls is traced at all, and a traced pass yields more often to make up for it.
+FRAME_P: Final = 0.1
+TRACED_THREAD_P: Final = 0.05
+_NOISE_FILE: Final = "noise"
+_RECORD: Final = "{on:d} {seed:010d} {run:09d}\n"  # fixed width: rewritten in place
 
 
 class Jitter:
@@ -114,24 +123,38 @@ def install_from_env(who: str | None = None) -> None:
     if rundir is None:
         return
     try:
-        with open(os.path.join(rundir, _NOISE_FILE), encoding="utf-8") as handle:
-            state = json.load(handle)
+        with open(os.path.join(rundir, _NOISE_FILE), encoding="ascii") as handle:
+            on, seed, run = (int(field) for field in handle.read().split())
     except (OSError, ValueError):
-        jitter.stop()
-        return
-    if state.get("on"):
-        jitter.start(state["seed"], state["run"], who or str(os.getpid()))
+        on = 0
+    if on:
+        jitter.start(seed, run, who or str(os.getpid()))
     else:
         jitter.stop()
 
 
-def _write_state(rundir: str | None, state: dict[str, Any]) -> None:
+def _write_state(rundir: str | None, on: bool, seed: int = 0, run: int = 0) -> None:
+    """Tell children started from now on whether noise is on. One small pwrite of a
+    fixed-width record: cheap enough to do twice per stress run."""
     if rundir is None:
         return
-    path = os.path.join(rundir, _NOISE_FILE)
-    with open(path + ".tmp", "w", encoding="utf-8") as handle:
-        json.dump(state, handle)
-    os.replace(path + ".tmp", path)
+    record = _RECORD.format(on=on, seed=seed % 10**10, run=run % 10**9).encode("ascii")
+    fd = os.open(os.path.join(rundir, _NOISE_FILE), os.O_WRONLY | os.O_CREAT, 0o600)
+    try:
+        os.pwrite(fd, record, 0)
+    finally:
+        os.close(fd)
+
+
+_OFFSETS: dict[int, tuple[types.CodeType, list[int]]] = {}
+
+
+def _offsets(code: types.CodeType) -> list[int]:
+    """The instruction offsets of ``code``, worked out once (dis is slow)."""
+    cached = _OFFSETS.get(id(code))
+    if cached is None or cached[0] is not code:
+        cached = _OFFSETS[id(code)] = (code, [i.offset for i in dis.get_instructions(code)])
+    return cached[1]
 
 
 def _learner_codes() -> list[types.CodeType]:
@@ -170,11 +193,16 @@ def _learner_codes() -> list[types.CodeType]:
 class _ThreadNoise:
     """Forced GIL hand-offs at random bytecodes of learner code, in every thread."""
 
-    def __init__(self, seed: int, run: int, chance: float = THREAD_P) -> None:
-        self.seed, self.run, self.chance = seed, run, chance
+    def __init__(self, seed: int, run: int) -> None:
+        self.seed, self.run = seed, run
+        self.chance = THREAD_P if sys.version_info >= (3, 12) else TRACED_THREAD_P
         self.local = threading.local()
         self.codes = _learner_codes()
         self.files = {code.co_filename for code in self.codes}
+        picker = random.Random(f"{seed}:{run}:points")
+        self.points = {
+            id(code): picker.choice(offsets) for code in self.codes if (offsets := _offsets(code))
+        }
         self.tool: int | None = None
 
     def _rng(self) -> random.Random:
@@ -184,9 +212,16 @@ class _ThreadNoise:
             rng = self.local.rng = random.Random(f"{self.seed}:{self.run}:{name}")
         return rng
 
-    def _maybe_switch(self, *_: Any) -> None:
+    def _maybe_switch(self) -> None:
         if self._rng().random() < self.chance:
             time.sleep(0)
+
+    def _point(self, code: types.CodeType, offset: int) -> Any:
+        """sys.monitoring's INSTRUCTION callback: the point may yield; others switch off."""
+        if self.points.get(id(code)) != offset:
+            return sys.monitoring.DISABLE  # type: ignore[attr-defined,unused-ignore]
+        self._maybe_switch()
+        return None
 
     def start(self) -> None:
         if not self.codes:
@@ -207,14 +242,14 @@ class _ThreadNoise:
     def _global_trace(
         self, frame: types.FrameType, event: str, arg: Any
     ) -> Callable[..., Any] | None:
-        if frame.f_code.co_filename not in self.files:
+        if frame.f_code.co_filename not in self.files or self._rng().random() >= FRAME_P:
             return None
         frame.f_trace_opcodes = True
         frame.f_trace_lines = False
         return self._local_trace
 
     def _local_trace(self, frame: types.FrameType, event: str, arg: Any) -> Callable[..., Any]:
-        if event == "opcode":
+        if event == "opcode" and frame.f_lasti == self.points.get(id(frame.f_code)):
             self._maybe_switch()
         return self._local_trace
 
@@ -228,7 +263,8 @@ class _ThreadNoise:
             return
         monitoring.use_tool_id(self.tool, "pytest-katas")
         event = monitoring.events.INSTRUCTION
-        monitoring.register_callback(self.tool, event, self._maybe_switch)
+        monitoring.register_callback(self.tool, event, self._point)
+        monitoring.restart_events()  # the points disabled in the last run are candidates again
         for code in self.codes:
             monitoring.set_local_events(self.tool, code, event)
 
@@ -247,7 +283,7 @@ class _ThreadNoise:
 def noise(seed: int, run: int) -> Iterator[None]:
     """Turn every kind of noise on for one stress run, in this process and new children."""
     rundir = os.environ.get("PYTEST_KATA_RUNDIR")
-    _write_state(rundir, {"on": True, "seed": seed, "run": run})
+    _write_state(rundir, True, seed, run)
     jitter.start(seed, run, "test process")
     threads = _ThreadNoise(seed, run)
     threads.start()
@@ -256,4 +292,4 @@ def noise(seed: int, run: int) -> Iterator[None]:
     finally:
         threads.stop()
         jitter.stop()
-        _write_state(rundir, {"on": False})
+        _write_state(rundir, False)
