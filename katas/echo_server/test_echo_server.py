@@ -1,0 +1,589 @@
+"""Tests for the echo_server kata. Each test checks one clause of the contract in echo_server.py.
+
+Every client socket here has a timeout, so a server that never answers fails a test instead of
+hanging it, and every socket and thread the tests open is closed or joined before they return.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator
+
+from pytest_katas import fail_as
+
+MIB = 1 << 20
+WAIT = 4.0  # how long a client waits for the server before it counts as stuck (s)
+STOP_LIMIT = 2.0  # the contract: stop() returns within 2 s
+CLIENTS = 60
+
+
+# -- helpers -----------------------------------------------------------------------------
+
+
+def _connect(addr: tuple[str, int], timeout: float = WAIT) -> socket.socket:
+    return socket.create_connection(addr, timeout=timeout)
+
+
+@contextlib.contextmanager
+def _running(kata) -> Iterator[tuple[object, tuple[str, int]]]:
+    """A started server and its address; stopped on the way out."""
+    server = kata.EchoServer("127.0.0.1", 0)
+    addr = server.start()
+    try:
+        yield server, addr
+    finally:
+        server.stop()
+
+
+@dataclasses.dataclass
+class Reply:
+    data: bytes
+    end: str  # "eof" (clean close), "reset" (connection reset) or "timeout"
+
+
+def _read_to_end(sock: socket.socket) -> Reply:
+    chunks: list[bytes] = []
+    try:
+        while True:
+            chunk = sock.recv(256 * 1024)
+            if not chunk:
+                return Reply(b"".join(chunks), "eof")
+            chunks.append(chunk)
+    except TimeoutError:
+        return Reply(b"".join(chunks), "timeout")
+    except OSError:
+        return Reply(b"".join(chunks), "reset")
+
+
+def _send_then_half_close(sock: socket.socket, payload: bytes) -> None:
+    """Send everything, then shutdown(SHUT_WR): "I have nothing more to say"."""
+    try:
+        sock.sendall(payload)
+        sock.shutdown(socket.SHUT_WR)
+    except OSError:
+        pass  # the server already hung up; reading the reply shows what came back
+
+
+def _exchange(addr: tuple[str, int], payload: bytes) -> Reply:
+    """Send ``payload`` then half-close, from a helper thread, while reading everything back.
+
+    Sending and reading at once matters: with a big payload, a client that only reads after
+    sending would fill both directions' buffers and wait for ever, even on a good server.
+    """
+    with _connect(addr) as sock:
+        sender = threading.Thread(
+            target=_send_then_half_close, args=(sock, payload), name="test-sender"
+        )
+        sender.start()
+        try:
+            reply = _read_to_end(sock)
+        finally:
+            if sender.is_alive():
+                with contextlib.suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)  # wakes a sender stuck in sendall()
+            sender.join()
+    return reply
+
+
+def _check_echo(sent: bytes, reply: Reply, who: str = "the client") -> None:
+    """Fail in the learner's terms unless ``reply`` is ``sent`` followed by a close."""
+    got = reply.data
+    if got == sent:
+        if reply.end == "timeout":
+            raise fail_as(
+                "hang",
+                f"{who} got all {len(sent)} bytes back, then closed its sending side "
+                f"(shutdown(SHUT_WR)) and waited {WAIT:g} s, but the server never closed the "
+                "connection: when recv() returns b'' the client is done; leave the loop "
+                "and close the connection",
+            )
+        return
+    if sent.startswith(got):
+        how = {
+            "eof": "then the server closed the connection",
+            "reset": "then the connection was reset",
+            "timeout": f"then nothing more came for {WAIT:g} s",
+        }[reply.end]
+        why = (
+            "one recv() returns one chunk of what was sent, not all of it: keep "
+            "receiving (and echoing) until recv() returns b''"
+            if reply.end != "timeout"
+            else "is every chunk echoed, all of it (sendall, not send), as soon as it arrives?"
+        )
+        back = f"only the first {len(got)}" if got else "nothing"
+        raise fail_as(
+            "lost",
+            f"{who} sent {len(sent)} bytes but got back {back}, {how}: {why}",
+        )
+    same = (i for i, (a, b) in enumerate(zip(sent, got, strict=False)) if a != b)
+    first = next(same, min(len(sent), len(got)))
+    if sorted(got) == sorted(sent):
+        raise fail_as(
+            "order",
+            f"{who} got its {len(sent)} bytes back, but out of order (first difference at "
+            f"byte {first}): echo each chunk in the order it arrives",
+        )
+    raise fail_as(
+        "wrong",
+        f"{who} sent {len(sent)} bytes and got {len(got)} back, differing from byte {first} "
+        f"on (sent {sent[first : first + 8]!r}, got {got[first : first + 8]!r}): the echo must "
+        "be exactly the bytes received, unchanged",
+    )
+
+
+def _ask(sock: socket.socket, message: bytes, who: str = "the client") -> None:
+    """Send one message on an open connection and wait until exactly it has come back."""
+    sock.sendall(message)
+    chunks: list[bytes] = []
+    size = 0
+    try:
+        while size < len(message):
+            chunk = sock.recv(len(message) - size)
+            if not chunk:
+                raise fail_as(
+                    "lost",
+                    f"{who} sent {len(message)} bytes and the server closed the connection "
+                    f"after echoing {size} of them, while the client was still waiting: "
+                    "keep serving a client until it closes its side (recv() returns b'')",
+                )
+            chunks.append(chunk)
+            size += len(chunk)
+    except TimeoutError:
+        raise fail_as(
+            "hang",
+            f"{who} sent {len(message)} bytes and waited {sock.gettimeout():g} s, but only "
+            f"{size} came back: the server must echo each chunk as soon as it arrives, "
+            "without waiting for more",
+        ) from None
+    except ConnectionError as exc:
+        raise fail_as(
+            "lost",
+            f"{who} sent {len(message)} bytes, got {size} back, then the connection broke "
+            f"({type(exc).__name__}): keep serving a client until it closes its side",
+        ) from None
+    _check_echo(message, Reply(b"".join(chunks), "eof"), who)
+
+
+@dataclasses.dataclass
+class Stopped:
+    seconds: float  # how long stop() took
+    left: list[threading.Thread]  # server threads alive the moment stop() returned
+
+
+def _stop_within(
+    server,
+    before: set[threading.Thread],
+    *,
+    on_hang: Callable[[], None],
+    limit: float = STOP_LIMIT,
+) -> Stopped:
+    """Call ``server.stop()``; fail as a hang if it has not returned after ``limit`` s.
+
+    stop() runs in a helper thread so that a stop() stuck for ever fails this test with a
+    message instead of a timeout. ``on_hang`` closes the test's clients, which lets a
+    stuck server finish, so that nothing is left behind but the failure. The threads still
+    alive are counted in that helper, the moment stop() returns.
+    """
+    done = threading.Event()
+    errors: list[BaseException] = []
+    left: list[threading.Thread] = []
+
+    def run() -> None:
+        try:
+            server.stop()
+            left.extend(_server_threads(before))
+        except BaseException as exc:  # noqa: BLE001 - handed to the test thread
+            errors.append(exc)
+        finally:
+            done.set()
+
+    stopper = threading.Thread(target=run, name="test-stopper", daemon=True)
+    started = time.monotonic()
+    stopper.start()
+    finished = done.wait(limit)
+    elapsed = time.monotonic() - started
+    if not finished:
+        on_hang()
+        stopper.join(limit)
+        raise fail_as(
+            "hang",
+            f"stop() had not returned after {limit:g} s while clients were still connected "
+            "(one of them idle): a thread blocked in recv() or accept() does not notice "
+            "a flag, nor another thread's close(); shutdown() each connection to wake it, "
+            "then join",
+        )
+    stopper.join()
+    if errors:
+        raise errors[0]
+    return Stopped(elapsed, left)
+
+
+def _peek(sock: socket.socket, within: float) -> str:
+    sock.settimeout(within)
+    try:
+        return "echoing" if sock.recv(1) else "closed"
+    except TimeoutError:
+        return "open"
+    except OSError:
+        return "closed"  # a reset is a close too
+
+
+def _sees_the_end(sock: socket.socket, within: float = STOP_LIMIT) -> str:
+    """What a client sees after stop(): 'closed', 'echoing' or 'open' (no answer at all).
+
+    A connection whose handshake crossed the listener's close can look open to the client
+    although the server's side is already gone: the kernel drops its half silently. So when
+    nothing arrives, the client says one more byte. A vanished server answers it with a
+    reset; a connection that a server thread still holds echoes it, or stays silent.
+    """
+    seen = _peek(sock, within)
+    if seen == "open":
+        with contextlib.suppress(OSError):
+            sock.send(b"?")
+        seen = _peek(sock, within)
+    return seen
+
+
+def _server_threads(before: set[threading.Thread]) -> list[threading.Thread]:
+    """Threads started since ``before`` and still alive, except the tests' own helpers."""
+    return [
+        t
+        for t in threading.enumerate()
+        if t not in before and t.is_alive() and not t.name.startswith("test-")
+    ]
+
+
+def _close_all(socks: list[socket.socket]) -> None:
+    for sock in socks:
+        sock.close()
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+# -- task 1: one client at a time ----------------------------------------------------------
+
+
+def test_start_returns_the_host_and_port_it_listens_on(kata):
+    with _running(kata) as (_, addr):
+        assert isinstance(addr, tuple) and len(addr) == 2, (
+            f"start() must return a (host, port) tuple; it returned {addr!r}"
+        )
+        host, port = addr
+        assert host == "127.0.0.1" and isinstance(port, int) and port > 0, (
+            f"start() returned {addr!r}: with port 0 the system picks a free port; return "
+            "the one actually bound (getsockname()), not the 0 you were given"
+        )
+        with _connect(addr) as sock:
+            _ask(sock, b"hello")
+
+
+def test_a_client_gets_back_exactly_what_it_sent(kata):
+    message = b"Hello, echo! \xe4\xbd\xa0\xe5\xa5\xbd\n"
+    with _running(kata) as (_, addr):
+        _check_echo(message, _exchange(addr, message))
+
+
+def test_every_byte_value_comes_back_unchanged(kata):
+    message = bytes(range(256)) * 4 + bytes(reversed(range(256)))
+    with _running(kata) as (_, addr):
+        reply = _exchange(addr, message)
+    if reply.data != message and len(reply.data) == len(message):
+        raise fail_as(
+            "wrong",
+            "the bytes came back altered: treat the data as raw bytes (no decode()/encode(), "
+            "no strip(), no newline handling)",
+        )
+    _check_echo(message, reply)
+
+
+def test_a_mebibyte_comes_back_whole_and_in_order(kata):
+    message = b"".join(n.to_bytes(4, "big") for n in range(MIB // 4))
+    with _running(kata) as (_, addr):
+        _check_echo(message, _exchange(addr, message))
+
+
+def test_each_message_is_echoed_before_the_client_sends_the_next(kata):
+    with _running(kata) as (_, addr), _connect(addr) as sock:
+        for n, size in enumerate([4, 1000, 5000, 30000, 1]):
+            message = bytes((n * 37 + i) % 256 for i in range(size))
+            _ask(sock, message, who=f"the client (message {n + 1} of 5 on one connection)")
+
+
+def test_the_server_closes_the_connection_after_the_client_half_closes(kata):
+    with _running(kata) as (_, addr), _connect(addr) as sock:
+        _ask(sock, b"first")
+        _send_then_half_close(sock, b"last words")
+        _check_echo(b"last words", _read_to_end(sock))
+
+
+def test_the_server_keeps_serving_after_a_client_leaves(kata):
+    with _running(kata) as (_, addr):
+        for n in range(3):
+            with _connect(addr) as sock:
+                _ask(sock, f"visitor {n}".encode(), who=f"client {n + 1} of 3 (one after another)")
+        _check_echo(b"and one more", _exchange(addr, b"and one more"), "a fourth client")
+
+
+# -- task 2: many clients at once -----------------------------------------------------------
+
+
+def test_a_silent_client_does_not_hold_up_the_others(kata):
+    with _running(kata) as (_, addr), _connect(addr) as silent:
+        # The silent client connected first, and never says a word.
+        assert silent.fileno() >= 0
+        with _connect(addr, timeout=WAIT) as talker:
+            try:
+                _ask(talker, b"is anyone there?", who="a second client")
+            except AssertionError as exc:
+                raise fail_as(
+                    "slow",
+                    "a client that connected and then sent nothing kept the next client "
+                    f"waiting ({exc}): serve each client in a thread of its own",
+                ) from None
+
+
+def test_sixty_clients_released_together_are_all_served_at_once(kata):
+    start_line = threading.Barrier(CLIENTS)
+    all_answered = threading.Barrier(CLIENTS)
+    answered = [False] * CLIENTS
+    problems: list[AssertionError] = []
+
+    def client(n: int) -> None:
+        try:
+            start_line.wait(timeout=WAIT)
+            with _connect(addr) as sock:
+                _ask(sock, f"client {n} says hello\n".encode(), who=f"client {n}")
+                answered[n] = not all_answered.broken  # late answers do not count
+                # Every client now waits, connected, until all got their answer. A server
+                # that serves one client at a time never gets past the first one.
+                all_answered.wait(timeout=WAIT)
+                second = bytes([n]) * (1000 + 50 * n)
+                _send_then_half_close(sock, second)
+                _check_echo(second, _read_to_end(sock), who=f"client {n}")
+        except threading.BrokenBarrierError:
+            pass  # another client gave up; the count of answers tells the story
+        except AssertionError as exc:
+            problems.append(exc)
+        except OSError as exc:
+            problems.append(fail_as("crash", f"client {n}: {type(exc).__name__}: {exc}"))
+        finally:
+            if not answered[n]:  # free the clients waiting for us
+                start_line.abort()
+                all_answered.abort()
+
+    with _running(kata) as (_, addr):
+        clients = [
+            threading.Thread(target=client, args=(n,), name=f"test-client-{n}")
+            for n in range(CLIENTS)
+        ]
+        for thread in clients:
+            thread.start()
+        for thread in clients:
+            thread.join()
+    count = sum(answered)
+    if count < CLIENTS:
+        raise fail_as(
+            "slow",
+            f"{CLIENTS} clients connected at once and each sent one line; only {count} got "
+            f"it echoed within {WAIT:g} s while the others were connected: the server seems "
+            "to serve one client at a time (it needs a thread per client)",
+        )
+    if problems:
+        raise problems[0]
+
+
+def test_several_clients_sending_a_mebibyte_each_get_their_own_bytes_back(kata):
+    payloads = [bytes([n]) * 3 + n.to_bytes(1, "big") * (MIB - 3) for n in range(1, 7)]
+    replies: dict[int, Reply] = {}
+
+    def client(n: int) -> None:
+        replies[n] = _exchange(addr, payloads[n])
+
+    with _running(kata) as (_, addr):
+        clients = [
+            threading.Thread(target=client, args=(n,), name=f"test-client-{n}")
+            for n in range(len(payloads))
+        ]
+        for thread in clients:
+            thread.start()
+        for thread in clients:
+            thread.join()
+    for n, payload in enumerate(payloads):
+        _check_echo(payload, replies[n], who=f"client {n + 1} of {len(payloads)} (all at once)")
+
+
+# -- task 3: stopping cleanly ----------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def _idle_clients(addr: tuple[str, int]) -> Iterator[list[socket.socket]]:
+    """Two idle clients: one that was served once and fell silent, one that never spoke."""
+    socks: list[socket.socket] = []
+    try:
+        socks.append(_connect(addr))
+        _ask(socks[0], b"hi, then silence", who="the idle client")
+        socks.append(_connect(addr))
+        yield socks
+    finally:
+        _close_all(socks)
+
+
+def test_stop_returns_within_two_seconds_while_clients_sit_idle(kata):
+    before = set(threading.enumerate())
+    server = kata.EchoServer("127.0.0.1", 0)
+    addr = server.start()
+    with _idle_clients(addr) as idle:
+        stopped = _stop_within(server, before, on_hang=lambda: _close_all(idle))
+    assert stopped.seconds < STOP_LIMIT, (
+        f"stop() took {stopped.seconds:.2f} s; it must return within 2 s"
+    )
+
+
+def test_stop_closes_the_connections_of_idle_clients(kata):
+    before = set(threading.enumerate())
+    server = kata.EchoServer("127.0.0.1", 0)
+    addr = server.start()
+    with _idle_clients(addr) as idle:
+        _stop_within(server, before, on_hang=lambda: _close_all(idle))
+        seen = [_sees_the_end(sock) for sock in idle]
+    if seen[0] != "closed":
+        raise fail_as(
+            "leak",
+            f"after stop() returned, an idle client's connection was still open (it waited "
+            f"{STOP_LIMIT:g} s for end of file and saw: {seen[0]}): stop() must close every "
+            "client connection, also those of clients that send nothing",
+        )
+    if seen[1] != "closed":
+        raise fail_as(
+            "leak",
+            "after stop() returned, a client that had connected but never sent anything "
+            f"still had an open connection (it waited {STOP_LIMIT:g} s for end of file and "
+            f"saw: {seen[1]}): was it accepted while stop() ran, after stop() had made its "
+            "list of connections to close?",
+        )
+
+
+def test_no_server_thread_is_still_running_after_stop(kata):
+    before = set(threading.enumerate())
+    server = kata.EchoServer("127.0.0.1", 0)
+    addr = server.start()
+    for n in range(3):
+        _check_echo(b"served and gone %d" % n, _exchange(addr, b"served and gone %d" % n))
+    with _idle_clients(addr) as idle:
+        left = _stop_within(server, before, on_hang=lambda: _close_all(idle)).left
+    if left:
+        names = ", ".join(sorted(repr(t.name) for t in left))
+        raise fail_as(
+            "leak",
+            f"{len(left)} thread(s) started by the server were still running when stop() "
+            f"returned ({names}): stop() must wake every thread it started (the accept loop "
+            "and each client's) and join it before returning",
+        )
+
+
+def test_the_port_refuses_connections_after_stop(kata):
+    before = set(threading.enumerate())
+    server = kata.EchoServer("127.0.0.1", 0)
+    addr = server.start()
+    with _idle_clients(addr) as idle:
+        _stop_within(server, before, on_hang=lambda: _close_all(idle))
+    try:
+        late = _connect(addr, timeout=1.0)
+    except (ConnectionRefusedError, TimeoutError):
+        return
+    late.close()
+    raise fail_as(
+        "leak",
+        f"after stop() a new client could still connect to {addr}: stop() must close the "
+        "listening socket",
+    )
+
+
+def test_a_with_block_starts_the_server_and_stops_it_even_after_an_error(kata):
+    before = set(threading.enumerate())
+    addr = ("127.0.0.1", _free_port())
+
+    class Oops(Exception):
+        pass
+
+    try:
+        with kata.EchoServer(*addr) as server:
+            assert isinstance(server, kata.EchoServer), (
+                f"`with EchoServer() as srv` must give the server itself; __enter__ "
+                f"returned {server!r}"
+            )
+            _check_echo(b"inside the with block", _exchange(addr, b"inside the with block"))
+            raise Oops
+    except Oops:
+        pass
+    left = _server_threads(before)
+    assert not left, (
+        f"after an exception left the with block, {len(left)} server thread(s) were still "
+        "running: __exit__ must stop() the server"
+    )
+    try:
+        _connect(addr, timeout=1.0).close()
+    except (ConnectionRefusedError, TimeoutError):
+        return
+    raise fail_as("leak", "after the with block the port still accepted connections")
+
+
+def test_stop_leaves_nothing_behind_even_while_clients_are_arriving(kata, kata_stress):
+    def scenario() -> tuple[str, int, str]:
+        before = set(threading.enumerate())
+        server = kata.EchoServer("127.0.0.1", 0)
+        addr = server.start()
+        socks: list[socket.socket] = []
+        arrived = threading.Event()
+
+        def arrive() -> None:  # new clients knock while stop() runs
+            for _ in range(4):
+                try:
+                    socks.append(_connect(addr, timeout=STOP_LIMIT))
+                except OSError:
+                    pass  # refused: the server had already stopped listening
+                arrived.set()
+
+        arriving = threading.Thread(target=arrive, name="test-arriving")
+        try:
+            socks.append(_connect(addr))
+            _ask(socks[0], b"hello", who="the idle client")
+            arriving.start()
+            arrived.wait(WAIT)
+            stopped = _stop_within(
+                server, before, on_hang=lambda: (arriving.join(), _close_all(socks))
+            )
+            arriving.join()
+            left = len(stopped.left)
+            # A thread left running is reported first; no need to wait on its sockets.
+            seen = "" if left else "+".join(sorted({_sees_the_end(s, 1.0) for s in socks}))
+        finally:
+            if arriving.is_alive():
+                arriving.join()
+            _close_all(socks)
+        return ("stopped", left, seen)
+
+    def check(outcome: tuple[str, int, str]) -> str | None:
+        _, left, seen = outcome
+        if left:
+            return (
+                f"{left} server thread(s) were still running the moment stop() returned, "
+                "while new clients kept connecting: stop() must join every thread it started, "
+                "including those of clients accepted while it ran"
+            )
+        if seen != "closed":
+            return (
+                f"after stop(), some clients' connections were not closed (they saw: {seen}): "
+                "a client accepted while stop() ran must be closed too"
+            )
+        return None
+
+    kata_stress.run(scenario, check, kind="leak", max_runs=150)
