@@ -121,3 +121,13 @@ def test_a_new_kata_is_picked_up_with_no_edit_here(tmp_path, monkeypatch):
     (fake / "kata.toml").write_text('title = "z"\norder = 99\n', encoding="utf-8")
     monkeypatch.setattr(conftest, "KATAS", tmp_path / "katas")
     assert conftest.katas() == ["zzz"]
+
+
+def test_the_tamper_manifest_is_fresh():
+    from pytest_katas.manifest import changed_files
+
+    stale = changed_files(ROOT)
+    assert not stale, (
+        "katas/manifest.json is stale; refresh it with `python -m pytest_katas.manifest`: "
+        + "; ".join(stale)
+    )
