@@ -427,3 +427,53 @@ def test_a_child_crash_that_leaves_the_parent_waiting_fails_long_before_the_dead
         ]
     )
     assert result.duration < 30
+
+
+def test_nothing_outlives_a_pytest_that_is_killed_mid_test(pytester):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    pidfile = pytester.path / "pids"
+    write_kata(
+        pytester,
+        RECORD
+        + f"""
+import multiprocessing, time
+def _sleep():
+    record({str(pidfile)!r})
+    time.sleep(120)
+def slow():
+    record({str(pidfile)!r})
+    kids = [multiprocessing.Process(target=_sleep) for _ in range(3)]
+    for kid in kids:
+        kid.start()
+    for kid in kids:
+        kid.join()
+""",
+        textwrap.dedent(
+            """
+            def test_returns(kata):
+                kata.slow()
+            """
+        ),
+        timeout=120,
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "pytest", "katas/demo", "-p", "no:cacheprovider"],
+        cwd=pytester.path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and len(pids_left(pidfile)) < 4:
+        time.sleep(0.1)
+    assert len(pids_left(pidfile)) == 4, "the test never started its processes"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and pids_left(pidfile):
+        time.sleep(0.05)
+    assert pids_left(pidfile) == []

@@ -146,6 +146,10 @@ def _show_hint(config: pytest.Config, task_id: int) -> int:
     return 0
 
 
+def pytest_unconfigure(config: pytest.Config) -> None:
+    supervise.close_watchdog()
+
+
 def pytest_report_header(config: pytest.Config) -> str:
     seed = config.stash[_SEED]
     method = settings.resolve(config, "kata_start_method")

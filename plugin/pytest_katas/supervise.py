@@ -20,6 +20,7 @@ import pytest
 
 from pytest_katas import procs, sandbox, stacks
 from pytest_katas.verdict import Kind, Outcome
+from pytest_katas.watchdog import Watchdog
 
 __all__ = ["Limits", "supervise"]
 
@@ -136,6 +137,8 @@ def _fork_sandbox(item: pytest.Function, spec: sandbox.SandboxSpec) -> tuple[int
     if pid == 0:  # pragma: no cover - the sandbox; its coverage is its behaviour
         os.close(out_r)
         os.close(err_r)
+        if _watchdog is not None:
+            _watchdog.forget()
         os.setpgid(0, 0)
         sandbox.run_sandbox(item, spec, out_w, err_w)
     os.close(out_w)
@@ -145,10 +148,24 @@ def _fork_sandbox(item: pytest.Function, spec: sandbox.SandboxSpec) -> tuple[int
     return pid, out_r, err_r
 
 
+_watchdog: Watchdog | None = None
+
+
+def close_watchdog() -> None:
+    global _watchdog
+    if _watchdog is not None:
+        _watchdog.close()
+        _watchdog = None
+
+
 def supervise(item: pytest.Function, spec: sandbox.SandboxSpec, limits: Limits) -> Outcome:
     """Run ``item`` in a fresh sandbox and say how it went. Leaves no process behind."""
+    global _watchdog
+    if _watchdog is None:
+        _watchdog = Watchdog()
     with procs.subreaper():
         pid, out_r, err_r = _fork_sandbox(item, spec)
+        _watchdog.guard(pid)
         watch = _Watch(pid, spec, limits)
         fds = {out_r: 1, err_r: 2}
         try:
@@ -161,6 +178,7 @@ def supervise(item: pytest.Function, spec: sandbox.SandboxSpec, limits: Limits) 
             _drain(watch, fds)
             for fd in (out_r, err_r):
                 os.close(fd)
+            _watchdog.release(pid)
     try:
         _explain_children(outcome, children, spec.target.kata.relpath)
     finally:
