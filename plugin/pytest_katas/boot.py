@@ -121,8 +121,12 @@ def _patch_process() -> None:
     def _bootstrap(self: Any, *args: Any, **kwargs: Any) -> Any:
         from pytest_katas import schedule
 
-        register(self.name, getattr(self, "_target", None) or type(self).run)
-        schedule.install_from_env(self.name)
+        target = getattr(self, "_target", None)
+        register(self.name, target or type(self).run)
+        if (
+            getattr(target, "__name__", "") != "_run_server"
+        ):  # a Manager's server is not learner code
+            schedule.install_from_env(self.name)
         run = self.run
 
         def watched_run() -> None:

@@ -93,13 +93,13 @@ def _patch_semlock() -> None:
 
     def _make_methods(self: Any) -> None:
         original(self)
-        _wrap(self, "acquire", 0.3, 0.002)
-        _wrap(self, "release", 0.3, 0.002, after=True)
+        _wrap(self, "acquire", 0.1, 0.001)
+        _wrap(self, "release", 0.1, 0.001, after=True)
 
     _make_methods._kata_noise = True  # type: ignore[attr-defined]
     synchronize.SemLock._make_methods = _make_methods  # type: ignore[attr-defined]
-    _wrap(synchronize.SemLock, "__enter__", 0.3, 0.002)
-    _wrap(synchronize.SemLock, "__exit__", 0.3, 0.002, after=True)
+    _wrap(synchronize.SemLock, "__enter__", 0.1, 0.001)
+    _wrap(synchronize.SemLock, "__exit__", 0.1, 0.001, after=True)
 
 
 def install_ipc_noise() -> None:
@@ -108,8 +108,8 @@ def install_ipc_noise() -> None:
     from multiprocessing import connection, managers, queues
 
     for name in ("send", "recv", "send_bytes", "recv_bytes"):
-        _wrap(connection._ConnectionBase, name, 0.2, 0.001, after=name.startswith("recv"))
-    _wrap(managers.BaseProxy, "_callmethod", 0.5, 0.02, after=True)
+        _wrap(connection._ConnectionBase, name, 0.1, 0.001, after=name.startswith("recv"))
+    _wrap(managers.BaseProxy, "_callmethod", 0.1, 0.002, after=True)
     _wrap(queues.Queue, "put", 0.2, 0.001)
     _wrap(queues.Queue, "get", 0.2, 0.001, after=True)
     for name in ("send", "sendall", "recv", "recv_into"):
