@@ -1,0 +1,141 @@
+"""A local web site for crawl(): served from the pytest process, on 127.0.0.1 only.
+
+Pages:
+  /bytes/<n>     200, a body of exactly n bytes
+  /zh            200, Chinese text in UTF-8 (more bytes than characters)
+  /missing       404 (so is any unknown page)
+  /boom          500
+  /stall         never answers (until the test ends)
+  /meet/<n>/<i>  200 at once, then a dot every TRICKLE seconds (so no client times out)
+                 until n /meet pages are being served at the same moment. Then the body ends.
+                 If they are not all there within PATIENCE seconds, the meeting is broken:
+                 this and every later /meet page end at once.
+  /report        "met", "broken" or "waiting": how the meeting went
+A dead address (a port bound but never listening) refuses connections.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import http.server
+import socket
+import threading
+import time
+from collections.abc import Iterator
+
+import pytest
+
+ZH_TEXT = "你好，世界。进程池里的每个进程都在等下一个任务。\n" * 20
+PATIENCE = 8.0
+TRICKLE = 0.25
+STALL_LIMIT = 30.0
+
+
+class _Meeting:
+    """Counts /meet requests in flight; each waits for the rest, PATIENCE seconds at most."""
+
+    def __init__(self) -> None:
+        self.cond = threading.Condition()
+        self.arrived = 0
+        self.size = 0
+        self.broken = False
+
+    def attend(self, size: int, tick) -> None:
+        """Wait until ``size`` attendees are here at once, calling tick() now and then."""
+        deadline = time.monotonic() + PATIENCE
+        with self.cond:
+            self.size = size
+            self.arrived += 1
+            self.cond.notify_all()
+            while not (self.broken or self.arrived >= size):
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    self.broken = True  # fetched one by one: the rest need not wait again
+                    self.cond.notify_all()
+                    break
+                self.cond.wait(min(left, TRICKLE))
+                tick()  # under the lock, but only this page's socket is touched
+
+    def report(self) -> bytes:
+        with self.cond:
+            if self.broken:
+                return b"broken"
+            return b"met" if self.size and self.arrived >= self.size else b"waiting"
+
+
+class _Handler(http.server.BaseHTTPRequestHandler):
+    server: _Server
+
+    def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - quiet
+        pass
+
+    def _send(self, status: int, body: bytes, ctype: str = "text/plain") -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", ctype)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def do_GET(self) -> None:  # noqa: N802 - http.server's name
+        parts = self.path.strip("/").split("/")
+        try:
+            if parts[0] == "bytes":
+                self._send(200, b"x" * int(parts[1]))
+            elif parts[0] == "zh":
+                self._send(200, ZH_TEXT.encode("utf-8"), "text/plain; charset=utf-8")
+            elif parts[0] == "boom":
+                self.send_error(500, "the page broke")
+            elif parts[0] == "stall":
+                self.server.stop.wait(STALL_LIMIT)  # say nothing; the client must give up
+            elif parts[0] == "meet":
+                self.send_response(200)
+                self.send_header("Content-Type", "text/plain")
+                self.end_headers()  # no Content-Length: the body ends when we close
+                self.wfile.write(b".")
+                self.wfile.flush()
+                self.server.meeting.attend(int(parts[1]), lambda: self.wfile.write(b"."))
+                self.wfile.write(b"!")
+            elif parts[0] == "report":
+                self._send(200, self.server.meeting.report())
+            else:
+                self.send_error(404, "no such page")
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the client gave up first
+
+
+class _Server(http.server.ThreadingHTTPServer):
+    daemon_threads = False  # server_close() joins every handler: nothing outlives the test
+
+    def __init__(self) -> None:
+        super().__init__(("127.0.0.1", 0), _Handler)
+        self.stop = threading.Event()
+        self.meeting = _Meeting()
+
+
+@dataclasses.dataclass(frozen=True)
+class Site:
+    base: str
+    dead: str  # a URL whose port refuses every connection
+    zh_text: str = dataclasses.field(default=ZH_TEXT, repr=False)
+
+    def url(self, path: str) -> str:
+        return self.base + path
+
+
+@pytest.fixture
+def site() -> Iterator[Site]:
+    server = _Server()
+    thread = threading.Thread(target=server.serve_forever, name="kata-site", daemon=True)
+    thread.start()
+    # Bound but never listening: connecting is refused, and no one else can take the port.
+    dead = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    dead.bind(("127.0.0.1", 0))
+    host, port = server.server_address[:2]
+    try:
+        yield Site(f"http://{host}:{port}", f"http://127.0.0.1:{dead.getsockname()[1]}/")
+    finally:
+        server.stop.set()
+        server.shutdown()
+        server.server_close()
+        thread.join()
+        dead.close()
