@@ -142,6 +142,19 @@ def _patch_process() -> None:
     _bootstrap._kata_patched = True  # type: ignore[attr-defined]
     process.BaseProcess._bootstrap = _bootstrap  # type: ignore[attr-defined]
 
+    original_start = process.BaseProcess.start
+
+    def start(self: Any) -> None:
+        # Noted by the parent too: a child killed before it boots (a Pool terminated at
+        # once under spawn) still counts as started.
+        original_start(self)
+        target = getattr(self, "_target", None)
+        info = {"pid": self.pid, "name": self.name, "role": "child", "started": time.time()}
+        info.update(_describe(target) if target is not None else {"target": None, "where": None})
+        _write(f"started-{self.pid}.json", info)
+
+    process.BaseProcess.start = start  # type: ignore[method-assign]
+
 
 def _patch_exit_codes() -> None:
     """Remember every child's exit code as its parent learns it, for crash reports."""

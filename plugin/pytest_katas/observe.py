@@ -25,9 +25,10 @@ def children() -> list[ChildProcess]:
     rundir = os.environ.get(ENV_RUNDIR)
     if rundir is None:
         raise RuntimeError("children() works only inside a kata test (one using `kata`)")
+    seen = procs.read_registry(rundir, "started") | procs.read_registry(rundir, "proc")
     found = [
         (info["started"], ChildProcess(pid, info["name"], info.get("target")))
-        for pid, info in procs.read_registry(rundir, "proc").items()
+        for pid, info in seen.items()
         if info["role"] == "child"
     ]
     return [child for _, child in sorted(found, key=lambda pair: pair[0])]
