@@ -235,6 +235,8 @@ def test_an_interrupted_run_still_writes_its_report(pytester):
         cwd=pytester.path,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
+        # xdist workers ignore SIGINT, and children inherit that; a learner's shell does not.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     try:
         time.sleep(3)
