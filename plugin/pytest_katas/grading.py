@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import inspect
 from pathlib import Path
 from typing import Any, Final, final
 
@@ -39,8 +40,6 @@ class TestGrade:
 
 def test_meta(item: pytest.Item, kata: Kata) -> dict[str, Any]:
     """What the controller needs to grade ``item``, attached to its reports by the worker."""
-    import inspect
-
     task = _task_from_markers(item) or kata.task_of(item.name)
     function = getattr(item, "function", None)
     try:

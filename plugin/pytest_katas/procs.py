@@ -21,6 +21,7 @@ from pytest_katas.stacks import ProcessStack, parse_dump
 __all__ = [
     "describe_exit",
     "exit_status",
+    "from_wait_status",
     "group_members",
     "read_registry",
     "reap",
@@ -85,7 +86,7 @@ def _zombie_status(pid: int) -> int | None:
     return int(fields[49])
 
 
-def _from_wait_status(status: int) -> int:
+def from_wait_status(status: int) -> int:
     """multiprocessing's convention: the exit code, or minus the signal number."""
     if os.WIFSIGNALED(status):
         return -os.WTERMSIG(status)
@@ -100,7 +101,7 @@ def exit_status(pid: int, rundir: str, reaped: dict[int, int]) -> int | None:
     if pid in reaped:
         return reaped[pid]
     status = _zombie_status(pid)
-    return _from_wait_status(status) if status is not None else None
+    return from_wait_status(status) if status is not None else None
 
 
 def describe_exit(code: int | None) -> str:
@@ -219,7 +220,7 @@ def reap(pids: set[int], reaped: dict[int, int], timeout: float = 2.0) -> None:
                     pending.discard(pid)
                 continue
             if done:
-                reaped[pid] = _from_wait_status(status)
+                reaped[pid] = from_wait_status(status)
                 pending.discard(pid)
         if pending:
             time.sleep(0.01)

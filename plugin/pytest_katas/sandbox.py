@@ -8,9 +8,10 @@ import multiprocessing
 import os
 import sys
 import time
+import traceback
 import types
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import NoReturn
 
 import pytest
 
@@ -88,9 +89,7 @@ def _classify(item: pytest.Function, spec: SandboxSpec, exc: BaseException) -> O
     return Outcome("failed", Kind.CRASH, f"{type(exc).__name__} was raised{at}: {exc}", details)
 
 
-def _tb_frames(exc: BaseException) -> Any:
-    import traceback
-
+def _tb_frames(exc: BaseException) -> traceback.StackSummary:
     return traceback.extract_tb(exc.__traceback__)
 
 
@@ -141,8 +140,6 @@ def run_sandbox(item: pytest.Function, spec: SandboxSpec, out_fd: int, err_fd: i
         result.with_suffix(".tmp").write_text(json.dumps(outcome.to_json()), encoding="utf-8")
         os.replace(result.with_suffix(".tmp"), result)
     except BaseException:  # noqa: BLE001 - the supervisor reports a sandbox that died silently
-        import traceback
-
         traceback.print_exc()
         code = 70
     finally:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import json
 import os
 import select
 import shutil
@@ -64,7 +65,7 @@ class _Watch:
             done, status = os.waitpid(self.pid, os.WNOHANG)
             if done:
                 self.status = status
-                self.reaped[self.pid] = procs._from_wait_status(status)
+                self.reaped[self.pid] = procs.from_wait_status(status)
         return self.status is not None
 
     def forward(self, fds: dict[int, int], timeout: float) -> None:
@@ -229,8 +230,6 @@ def _sample(watch: _Watch) -> dict[int, stacks.ProcessStack]:
 def _finished(watch: _Watch) -> Outcome:
     result = Path(watch.spec.rundir, "result.json")
     if result.exists():
-        import json
-
         return Outcome.from_json(json.loads(result.read_text(encoding="utf-8")))
     how = procs.describe_exit(watch.reaped.get(watch.pid))
     return Outcome(
