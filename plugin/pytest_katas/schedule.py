@@ -204,6 +204,7 @@ class _ThreadNoise:
             id(code): picker.choice(offsets) for code in self.codes if (offsets := _offsets(code))
         }
         self.tool: int | None = None
+        self.active = True
 
     def _rng(self) -> random.Random:
         rng: random.Random | None = getattr(self.local, "rng", None)
@@ -233,6 +234,7 @@ class _ThreadNoise:
             threading.settrace(self._global_trace)
 
     def stop(self) -> None:
+        self.active = False
         if sys.version_info >= (3, 12):
             self._stop_monitoring()
         else:
@@ -242,13 +244,19 @@ class _ThreadNoise:
     def _global_trace(
         self, frame: types.FrameType, event: str, arg: Any
     ) -> Callable[..., Any] | None:
-        if frame.f_code.co_filename not in self.files or self._rng().random() >= FRAME_P:
+        if not self.active or frame.f_code.co_filename not in self.files:
+            return None  # threads started during the run trace on after it: stay cheap
+        if self._rng().random() >= FRAME_P:
             return None
         frame.f_trace_opcodes = True
         frame.f_trace_lines = False
         return self._local_trace
 
-    def _local_trace(self, frame: types.FrameType, event: str, arg: Any) -> Callable[..., Any]:
+    def _local_trace(
+        self, frame: types.FrameType, event: str, arg: Any
+    ) -> Callable[..., Any] | None:
+        if not self.active:
+            return None
         if event == "opcode" and frame.f_lasti == self.points.get(id(frame.f_code)):
             self._maybe_switch()
         return self._local_trace
