@@ -477,3 +477,26 @@ def slow():
     while time.monotonic() < deadline and pids_left(pidfile):
         time.sleep(0.05)
     assert pids_left(pidfile) == []
+
+
+def test_it_stops_a_test_that_uses_more_memory_than_the_cap(pytester):
+    result = run(
+        pytester,
+        """
+        import time
+        def hog():
+            block = b"x" * (300 << 20)
+            time.sleep(10)
+            return len(block)
+        """,
+        """
+        def test_returns(kata):
+            kata.hog()
+        """,
+        "--kata-max-memory=100MiB",
+        timeout=20,
+    )
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(
+        ["CAP: the test's processes used * of memory, over the 100.0 MiB cap (kata_max_memory)*"]
+    )
