@@ -140,6 +140,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=20)
     parser.add_argument("--only", help="comma-separated katas")
+    parser.add_argument("--races", action="store_true", help="only mutants that expect a race")
     parser.add_argument("--modes", default="plugin,plain,run-parallel")
     parser.add_argument("--timeout", type=float, default=10.0, help="--kata-timeout per run")
     args = parser.parse_args()
@@ -149,6 +150,8 @@ def main() -> int:
         "|---|---|---|---|---|---|",
     ]
     for mutant in mutants(args.only):
+        if args.races and "race" not in expected(mutant):
+            continue
         name = f"{mutant.parent.name}/{mutant.stem}"
         results[name] = {"_expect": expected(mutant)}  # type: ignore[dict-item]
         for mode in args.modes.split(","):
