@@ -29,7 +29,7 @@ OUT = Path(__file__).resolve().parent / "out"
 
 def scenarios(kata: Any, name: str) -> Callable[[], Any] | None:
     table: dict[str, Callable[[], Any]] = {
-        "threads": lambda: kata.hammer(kata.Counter(), threads=8, per_thread=1000),
+        "threads": lambda: kata.hammer(kata.Counter(), threads=8, per_thread=5000),
         "manager": lambda: kata.tally(["a", "b", "c", "a"] * 25, workers=4),
         "pipe": lambda: kata.fan_out(list(range(100)), consumers=3),
         "pool": lambda: kata.squares(list(range(50)), processes=2),

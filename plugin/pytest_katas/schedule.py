@@ -36,11 +36,11 @@ __all__ = ["Jitter", "install_from_env", "jitter", "noise"]
 # Thread noise is sparse, so that correct code stays fast: each run picks ONE instruction in
 # each learner function as its preemption point, and only that point ever yields. A race
 # window a few instructions wide holds the point in a fair share of runs, and runs are many.
-THREAD_P: Final = 0.01  # chance of a forced switch each time a thread passes the point
+THREAD_P: Final = 0.003  # chance of a forced switch each time a thread passes the point
 # 3.10 and 3.11 have no sys.monitoring: opcode tracing is dear, so only a share of learner
 # calls is traced at all, and a traced pass yields more often to make up for it.
-FRAME_P: Final = 0.1
-TRACED_THREAD_P: Final = 0.05
+FRAME_P: Final = 0.03
+TRACED_THREAD_P: Final = 0.15
 _NOISE_FILE: Final = "noise"
 _RECORD: Final = "{on:d} {seed:010d} {run:09d}\n"  # fixed width: rewritten in place
 
@@ -196,7 +196,7 @@ class _ThreadNoise:
     def __init__(self, seed: int, run: int) -> None:
         self.seed, self.run = seed, run
         self.chance = THREAD_P if sys.version_info >= (3, 12) else TRACED_THREAD_P
-        self.local = threading.local()
+        self.rngs: dict[int, random.Random] = {}  # per thread, by ident: a cheap lookup
         self.codes = _learner_codes()
         self.files = {code.co_filename for code in self.codes}
         picker = random.Random(f"{seed}:{run}:points")
@@ -207,10 +207,11 @@ class _ThreadNoise:
         self.active = True
 
     def _rng(self) -> random.Random:
-        rng: random.Random | None = getattr(self.local, "rng", None)
+        ident = threading.get_ident()
+        rng = self.rngs.get(ident)
         if rng is None:
             name = threading.current_thread().name
-            rng = self.local.rng = random.Random(f"{self.seed}:{self.run}:{name}")
+            rng = self.rngs[ident] = random.Random(f"{self.seed}:{self.run}:{name}")
         return rng
 
     def _maybe_switch(self) -> None:
