@@ -118,9 +118,14 @@ def plot(results: dict[str, dict[str, list[dict[str, object]]]], path: Path) -> 
     races = [m for m, modes in results.items() if "race" in modes.get("_expect", "")]  # type: ignore[operator]
     if not races:
         return
-    figure, axes = plt.subplots(1, len(races), figsize=(4 * len(races), 3.5), squeeze=False)
+    columns = min(3, len(races))
+    rows = -(-len(races) // columns)
+    figure, grid = plt.subplots(rows, columns, figsize=(4.2 * columns, 3.2 * rows), squeeze=False)
+    axes = [axis for row in grid for axis in row]
+    for axis in axes[len(races) :]:
+        axis.set_visible(False)
     budgets = [b / 10 for b in range(1, 151)]
-    for axis, mutant in zip(axes[0], races, strict=True):
+    for axis, mutant in zip(axes, races, strict=False):
         for mode, runs in results[mutant].items():
             if mode.startswith("_"):
                 continue
@@ -130,8 +135,9 @@ def plot(results: dict[str, dict[str, list[dict[str, object]]]], path: Path) -> 
         axis.set_title(mutant, fontsize=9)
         axis.set_xlabel("time budget per run (s)")
         axis.set_ylim(-0.02, 1.02)
-    axes[0][0].set_ylabel("P(caught)")
-    axes[0][0].legend()
+    for row in grid:
+        row[0].set_ylabel("P(caught)")
+    axes[0].legend()
     figure.tight_layout()
     figure.savefig(path, dpi=110)
 
