@@ -93,9 +93,9 @@ def from_wait_status(status: int) -> int:
     return os.WEXITSTATUS(status)
 
 
-def exit_status(pid: int, rundir: str, reaped: dict[int, int]) -> int | None:
-    """How ``pid`` ended, if it did: from its parent's join, our reaping, or its zombie."""
-    exits = read_registry(rundir, "exit")
+def exit_status(pid: int, exits: dict[int, dict[str, Any]], reaped: dict[int, int]) -> int | None:
+    """How ``pid`` ended, if it did: from its parent's join (``exits``, the test's
+    ``exit`` registry, read once by the caller), our reaping, or its zombie."""
     if pid in exits:
         return int(exits[pid]["exitcode"])
     if pid in reaped:

@@ -13,6 +13,7 @@ import sys
 import tempfile
 import time
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, final
 
@@ -119,11 +120,14 @@ def _cap(message: str, hint: str) -> Outcome:
 
 
 def _size(n: int) -> str:
-    for unit in ("bytes", "KiB", "MiB", "GiB"):
-        if n < 1024 or unit == "GiB":
-            return f"{n:.0f} {unit}" if unit == "bytes" else f"{n:.1f} {unit}"
-        n //= 1024
-    raise AssertionError("unreachable")  # pragma: no cover
+    if n < 1024:
+        return f"{n} bytes"
+    value = n / 1024
+    for unit in ("KiB", "MiB"):
+        if value < 1024:
+            return f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{value:.1f} GiB"
 
 
 def _fork_sandbox(item: pytest.Function, spec: sandbox.SandboxSpec) -> tuple[int, int, int]:
@@ -245,12 +249,13 @@ def _finished(watch: _Watch) -> Outcome:
 def _hang(watch: _Watch) -> Outcome:
     spec = watch.spec
     second = _sample(watch)
+    exits = procs.read_registry(spec.rundir, "exit")
     for pid, proc in second.items():
         before = watch.first_sample.get(pid)
         if proc.alive and before is not None and _same_place(before, proc):
             proc.blocked_since = time.monotonic() - watch.first_sample_at
         if not proc.alive:
-            proc.exit_note = procs.describe_exit(procs.exit_status(pid, spec.rundir, watch.reaped))
+            proc.exit_note = procs.describe_exit(procs.exit_status(pid, exits, watch.reaped))
     ordered = sorted(second.values(), key=lambda p: (p.role == "main", not p.alive, p.pid))
     files = {str(spec.target.path)}
     relpath = spec.target.kata.relpath
@@ -299,10 +304,11 @@ class _Children:
     @classmethod
     def read(cls, rundir: str) -> _Children:
         registry = procs.read_registry(rundir, "proc")
+        exits = procs.read_registry(rundir, "exit")
         return cls(
             registry=registry,
             exits={
-                pid: procs.exit_status(pid, rundir, {})
+                pid: procs.exit_status(pid, exits, {})
                 for pid, info in registry.items()
                 if info["role"] == "child"
             },
@@ -314,7 +320,7 @@ class _Children:
         )
 
 
-def _explain_children(outcome: Outcome, children: _Children, relpath: Any) -> None:
+def _explain_children(outcome: Outcome, children: _Children, relpath: Callable[[str], str]) -> None:
     """Name every child that raised or died, and call the failure a crash if one did."""
     notes, crashed = [], []
     for pid, code in children.exits.items():
