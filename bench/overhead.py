@@ -12,11 +12,9 @@ module name, and noise is switched on around each run exactly as kata_stress doe
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import sys
-import tempfile
 import time
 from collections.abc import Callable
 from contextlib import nullcontext
@@ -41,16 +39,16 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=5)
     args = parser.parse_args()
-    rundir = tempfile.mkdtemp(prefix="kata-overhead-")
     modules = {
         f"kata_{path.parent.name}": str(path)
         for path in sorted((ROOT / "solutions").glob("*/*.py"))
     }
-    os.environ["PYTEST_KATA_RUNDIR"] = rundir
-    os.environ["PYTEST_KATA_MODULES"] = json.dumps(modules)
     import importlib
 
     from pytest_katas import boot, schedule
+    from pytest_katas.channel import RunDir
+
+    os.environ.update(RunDir.create().environment(modules))
 
     boot.install()
     rows = [

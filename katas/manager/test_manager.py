@@ -9,16 +9,10 @@ import pytest
 
 from pytest_katas import children, fail_as
 
-# The Manager's own server process is a multiprocessing child too; this is its target.
-_SERVER = "_run_server"
 
-
-def _servers(started) -> list:
-    return [child for child in started if _SERVER in (child.target or "")]
-
-
-def _workers(started) -> list:
-    return [child for child in started if _SERVER not in (child.target or "")]
+def _servers() -> list:
+    """The Manager server processes started so far (infrastructure, not workers)."""
+    return children(role="manager")
 
 
 def _not_joined(started) -> list:
@@ -131,7 +125,7 @@ def test_count_down_loses_no_update_under_contention(kata, kata_stress):
 
 def test_count_down_keeps_the_count_in_a_manager_dict(kata):
     kata.count_down(start=6, workers=2)
-    servers = _servers(children())
+    servers = _servers()
     assert len(servers) == 1, (
         f"count_down() must keep the count in a dict made by ONE multiprocessing.Manager(); "
         f"it started {len(servers)} manager server process(es)"
@@ -141,7 +135,7 @@ def test_count_down_keeps_the_count_in_a_manager_dict(kata):
 @pytest.mark.kata_timeout(30)  # fifty spawned interpreters take a while on a busy machine
 def test_count_down_by_default_starts_fifty_workers_on_a_count_of_a_hundred(kata):
     got = kata.count_down()
-    workers = _workers(children())
+    workers = children()
     assert len(workers) == 50, (
         f"count_down() must start workers=50 worker processes by default (besides the "
         f"Manager's server); it started {len(workers)}"
@@ -151,7 +145,7 @@ def test_count_down_by_default_starts_fifty_workers_on_a_count_of_a_hundred(kata
 
 def test_count_down_joins_every_worker_before_returning(kata):
     kata.count_down(start=12, workers=6)
-    left = _not_joined(_workers(children()))
+    left = _not_joined(children())
     if left:
         names = ", ".join(f"{c.name} (pid {c.pid})" for c in left)
         raise fail_as(
@@ -206,8 +200,7 @@ def test_tally_loses_no_update_under_contention(kata, kata_stress):
 
 def test_tally_uses_one_manager_and_one_process_per_worker(kata):
     kata.tally(["p", "q", "p", "r", "q", "p"], workers=3)
-    started = children()
-    servers, workers = _servers(started), _workers(started)
+    servers, workers = _servers(), children()
     assert len(servers) == 1, (
         f"tally() must share ONE multiprocessing.Manager() dict between its workers; it "
         f"started {len(servers)} manager server process(es)"

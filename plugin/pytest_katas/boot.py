@@ -4,7 +4,7 @@ what each process is, how it ended, and where it is blocked when asked (SIGUSR1)
 The test sandbox calls :func:`install` directly. Children started with fork inherit it;
 children started with spawn or forkserver run it through :mod:`pytest_katas._childmain`,
 which stands in for ``__main__`` so that multiprocessing imports it before anything else.
-Everything here talks to the supervisor through small files in ``$PYTEST_KATA_RUNDIR``.
+Everything here talks to the supervisor through the run directory (:mod:`.channel`).
 """
 
 from __future__ import annotations
@@ -12,7 +12,6 @@ from __future__ import annotations
 import faulthandler
 import importlib.abc
 import importlib.util
-import json
 import os
 import signal
 import sys
@@ -24,10 +23,11 @@ from importlib.machinery import ModuleSpec
 from types import ModuleType
 from typing import IO, Any, Final
 
-__all__ = ["ENV_MODULES", "ENV_RUNDIR", "STACK_SIGNAL", "install", "learner_site", "register"]
+from pytest_katas import channel
+from pytest_katas.channel import RunDir
 
-ENV_RUNDIR: Final = "PYTEST_KATA_RUNDIR"
-ENV_MODULES: Final = "PYTEST_KATA_MODULES"
+__all__ = ["STACK_SIGNAL", "install", "learner_site", "register", "role_of"]
+
 STACK_SIGNAL: Final = signal.SIGUSR1
 
 _installed_pid: int | None = None
@@ -49,66 +49,79 @@ class _TargetFinder(importlib.abc.MetaPathFinder):
         return importlib.util.spec_from_file_location(fullname, location)
 
 
-def _rundir() -> str | None:
-    return os.environ.get(ENV_RUNDIR)
-
-
-def _write(name: str, data: dict[str, Any]) -> None:
-    rundir = _rundir()
-    if rundir is None:
-        return
-    path = os.path.join(rundir, name)
-    try:
-        with open(path + ".tmp", "w", encoding="utf-8") as handle:
-            json.dump(data, handle)
-        os.replace(path + ".tmp", path)
-    except OSError:
-        pass
-
-
-def learner_files() -> set[str]:
-    return set(json.loads(os.environ.get(ENV_MODULES, "{}")).values())
-
-
 def learner_site(frames: traceback.StackSummary | None = None) -> str | None:
     """``file:line`` of the innermost learner-code frame of ``frames`` (default: here)."""
-    files = learner_files()
+    files = set(channel.learner_files())
     for frame in reversed(frames if frames is not None else traceback.extract_stack()):
         if frame.filename in files:
             return f"{frame.filename}:{frame.lineno}"
     return None
 
 
-def _describe(func: Any) -> dict[str, Any]:
+def _target_name(func: Any) -> str | None:
+    return None if func is None else (getattr(func, "__qualname__", None) or repr(func))
+
+
+def _target_site(func: Any) -> str | None:
     code = getattr(func, "__code__", None)
-    return {
-        "target": getattr(func, "__qualname__", None) or repr(func),
-        "where": f"{code.co_filename}:{code.co_firstlineno}" if code is not None else None,
-    }
+    return f"{code.co_filename}:{code.co_firstlineno}" if code is not None else None
 
 
-def register(name: str, func: Any = None, role: str = "child") -> None:
+def role_of(func: Any) -> str:
+    """What a multiprocessing child is, from its target: a Manager's server, a Pool's
+    worker, or one of the learner's own processes."""
+    module = getattr(func, "__module__", "") or ""
+    name = getattr(func, "__qualname__", "") or ""
+    if module == "multiprocessing.managers" and name.endswith("_run_server"):
+        return "manager"
+    if module == "multiprocessing.pool" and name == "worker":
+        return "pool"
+    return "worker"
+
+
+def register(name: str, func: Any = None, role: str | None = None) -> None:
     """Announce this process to the supervisor and arm the stack dump on SIGUSR1."""
     global _stack_file
-    rundir = _rundir()
+    rundir = RunDir.current()
     if rundir is None:
         return
     pid = os.getpid()
     if _stack_file is not None:
         _stack_file.close()
-    _stack_file = open(os.path.join(rundir, f"stack-{pid}.txt"), "w", encoding="utf-8")
+    _stack_file = open(rundir.stack_path(pid), "w", encoding="utf-8")
     faulthandler.register(STACK_SIGNAL, file=_stack_file, all_threads=True, chain=False)
-    info = {"pid": pid, "name": name, "role": role, "started": time.time()}
-    info["main_thread"] = threading.main_thread().ident
-    info.update(_describe(func) if func is not None else {"target": None, "where": None})
-    _write(f"proc-{pid}.json", info)
+    info = channel.ProcessInfo(
+        pid=pid,
+        name=name,
+        role=role or role_of(func),
+        started=time.time(),
+        target=_target_name(func),
+        where=_target_site(func),
+        main_thread=threading.main_thread().ident,
+        parent=os.getppid(),
+    )
+    rundir.write(channel.REGISTERED, info)
 
 
-def _record_exception(exc: BaseException) -> None:
-    if isinstance(exc, SystemExit) and exc.code in (None, 0):
+def record_exception(exc: BaseException) -> None:
+    """Keep what ended this process, for the crash report."""
+    rundir = RunDir.current()
+    if rundir is None or (isinstance(exc, SystemExit) and exc.code in (None, 0)):
         return
-    text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
-    _write(f"exc-{os.getpid()}.json", {"pid": os.getpid(), "traceback": text})
+    frames = tuple(
+        (frame.filename, frame.lineno or 0, frame.name)
+        for frame in traceback.extract_tb(exc.__traceback__)
+    )
+    rundir.write(
+        channel.RAISED,
+        channel.Raised(
+            pid=os.getpid(),
+            traceback="".join(traceback.format_exception(type(exc), exc, exc.__traceback__)),
+            exc_type=type(exc).__qualname__,
+            message=str(exc),
+            frames=frames,
+        ),
+    )
 
 
 def _patch_process() -> None:
@@ -123,9 +136,7 @@ def _patch_process() -> None:
 
         target = getattr(self, "_target", None)
         register(self.name, target or type(self).run)
-        if (
-            getattr(target, "__name__", "") != "_run_server"
-        ):  # a Manager's server is not learner code
+        if role_of(target) != "manager":  # a Manager's server is not learner code
             schedule.install_from_env(self.name)
         run = self.run
 
@@ -133,7 +144,7 @@ def _patch_process() -> None:
             try:
                 run()
             except BaseException as exc:
-                _record_exception(exc)
+                record_exception(exc)
                 raise
 
         self.run = watched_run
@@ -148,10 +159,20 @@ def _patch_process() -> None:
         # Noted by the parent too: a child killed before it boots (a Pool terminated at
         # once under spawn) still counts as started.
         original_start(self)
+        rundir = RunDir.current()
+        if rundir is None:
+            return
         target = getattr(self, "_target", None)
-        info = {"pid": self.pid, "name": self.name, "role": "child", "started": time.time()}
-        info.update(_describe(target) if target is not None else {"target": None, "where": None})
-        _write(f"started-{self.pid}.json", info)
+        info = channel.ProcessInfo(
+            pid=self.pid,
+            name=self.name,
+            role=role_of(target),
+            started=time.time(),
+            target=_target_name(target),
+            where=_target_site(target),
+            parent=os.getpid(),
+        )
+        rundir.write(channel.STARTED, info)
 
     process.BaseProcess.start = start  # type: ignore[method-assign]
 
@@ -168,8 +189,9 @@ def _patch_exit_codes() -> None:
         def poll(self: Any, *args: Any, _original: Any = original, **kwargs: Any) -> Any:
             seen = self.returncode
             code = _original(self, *args, **kwargs)
-            if seen is None and code is not None:
-                _write(f"exit-{self.pid}.json", {"pid": self.pid, "exitcode": code})
+            rundir = RunDir.current()
+            if seen is None and code is not None and rundir is not None:
+                rundir.write(channel.EXITED, channel.Exited(self.pid, code))
             return code
 
         poll._kata_patched = True  # type: ignore[attr-defined]
@@ -185,7 +207,9 @@ def _patch_deliberate_signals() -> None:
         return
 
     def _send_signal(self: Any, sig: int) -> None:
-        _write(f"ended-{self.pid}.json", {"pid": self.pid, "signal": sig})
+        rundir = RunDir.current()
+        if rundir is not None:
+            rundir.write(channel.ENDED, channel.Ended(self.pid, sig))
         original(self, sig)
 
     _send_signal._kata_patched = True  # type: ignore[attr-defined]
@@ -212,14 +236,14 @@ def _patch_pool_failures() -> None:
 
 
 def _record_pool_failure(exc: Any) -> None:
-    rundir = _rundir()
+    rundir = RunDir.current()
     if rundir is None or not isinstance(exc, BaseException):
         return
     cause = exc.__cause__
     remote = str(cause) if cause is not None else ""
     text = remote or "".join(traceback.format_exception_only(type(exc), exc))
-    stamp = f"{os.getpid()}-{time.monotonic_ns()}"
-    _write(f"poolexc-{stamp}.json", {"pid": os.getpid(), "traceback": text.strip()})
+    failure = channel.PoolFailure(os.getpid(), text.strip())
+    rundir.write(channel.POOL_FAILED, failure, key=str(time.monotonic_ns()))
 
 
 def _patch_threads() -> None:
@@ -245,7 +269,7 @@ def install() -> None:
     if _installed_pid == os.getpid():
         return
     _installed_pid = os.getpid()
-    modules = json.loads(os.environ.get(ENV_MODULES, "{}"))
+    modules = channel.learner_modules()
     if modules and not any(isinstance(f, _TargetFinder) for f in sys.meta_path):
         sys.meta_path.insert(0, _TargetFinder(modules))
     _patch_process()

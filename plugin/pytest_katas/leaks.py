@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import gc
-import json
 import os
 import threading
 import time
@@ -13,6 +12,8 @@ from collections.abc import Callable
 from typing import final
 
 import psutil
+
+from pytest_katas.channel import REGISTERED, RunDir
 
 __all__ = ["Baseline", "Leak", "find_leaks", "infrastructure_pids"]
 
@@ -137,22 +138,10 @@ def _socket_names() -> dict[int, str]:
     return names
 
 
-def _process_name(rundir: str | None, pid: int, relpath: Callable[[str], str]) -> str:
-    if rundir:
-        try:
-            with open(os.path.join(rundir, f"proc-{pid}.json"), encoding="utf-8") as handle:
-                info = json.load(handle)
-            where = f" at {relpath(info['where'])}" if info.get("where") else ""
-            return f"{info['name']} (pid {pid}, target {info['target']}{where})"
-        except (OSError, ValueError, KeyError):
-            pass
-    return f"pid {pid}"
-
-
 def find_leaks(
     baseline: Baseline,
     own_fds: set[int],
-    rundir: str | None,
+    rundir: RunDir | None,
     relpath: Callable[[str], str],
     grace: float = 1.0,
 ) -> list[Leak]:
@@ -165,8 +154,12 @@ def find_leaks(
         if not (threads or procs or fds) or time.monotonic() >= deadline:
             break
         time.sleep(0.02)
+    names = {}
+    for pid, info in (rundir.read(REGISTERED) if rundir is not None and procs else {}).items():
+        where = f" at {relpath(info.where)}" if info.where else ""
+        names[pid] = f"{info.name} (pid {pid}, target {info.target}{where})"
     leaks = [
-        Leak("process", f"process {_process_name(rundir, p.pid, relpath)} is still running")
+        Leak("process", f"process {names.get(p.pid, f'pid {p.pid}')} is still running")
         for p in procs
     ]
     for thread in threads:

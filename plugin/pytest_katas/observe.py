@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
-import os
 from typing import final
 
-from pytest_katas import procs
-from pytest_katas.boot import ENV_RUNDIR
+from pytest_katas.channel import LEARNER_ROLES, RunDir
 
 __all__ = ["ChildProcess", "children"]
 
@@ -18,17 +16,23 @@ class ChildProcess:
     pid: int
     name: str
     target: str | None
+    role: str  # "worker" (a Process the learner started), "pool" or "manager"
 
 
-def children() -> list[ChildProcess]:
-    """Every multiprocessing child started so far in this test, in start order."""
-    rundir = os.environ.get(ENV_RUNDIR)
+def children(role: str | None = None) -> list[ChildProcess]:
+    """Every multiprocessing child started so far in this test, in start order.
+
+    By default only the processes that run learner code: the learner's own processes and
+    a Pool's workers. A Manager's server process is infrastructure: ask for it with
+    ``role="manager"``; ``role="any"`` gives every child.
+    """
+    rundir = RunDir.current()
     if rundir is None:
         raise RuntimeError("children() works only inside a kata test (one using `kata`)")
-    seen = procs.read_registry(rundir, "started") | procs.read_registry(rundir, "proc")
+    wanted = LEARNER_ROLES if role is None else None if role == "any" else (role,)
     found = [
-        (info["started"], ChildProcess(pid, info["name"], info.get("target")))
-        for pid, info in seen.items()
-        if info["role"] == "child"
+        (info.started, ChildProcess(pid, info.name, info.target, info.role))
+        for pid, info in rundir.processes().items()
+        if info.role != "test" and (wanted is None or info.role in wanted)
     ]
     return [child for _, child in sorted(found, key=lambda pair: pair[0])]

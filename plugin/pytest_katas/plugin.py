@@ -3,7 +3,6 @@ under the supervisor."""
 
 from __future__ import annotations
 
-import json
 import random
 from collections.abc import Generator
 from pathlib import Path
@@ -23,7 +22,7 @@ from pytest_katas import (
     stress,
     supervise,
 )
-from pytest_katas.boot import ENV_MODULES, ENV_RUNDIR
+from pytest_katas.channel import RunDir
 from pytest_katas.loader import KataTarget
 from pytest_katas.verdict import Kind, Outcome
 
@@ -233,15 +232,10 @@ def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> bool | None:
     if sandbox.INSIDE or not isinstance(target, KataTarget):
         return None  # not a kata test (or already in its sandbox): pytest runs it as usual
     __tracebackhide__ = True
-    rundir = supervise.new_rundir()
     spec = sandbox.SandboxSpec(
         target=target,
         start_method=settings.resolve(pyfuncitem.config, "kata_start_method"),
-        rundir=rundir,
-        env={
-            ENV_RUNDIR: rundir,
-            ENV_MODULES: json.dumps({target.kata.module_name: str(target.path)}),
-        },
+        rundir=RunDir.create(),
     )
     outcome = supervise.supervise(pyfuncitem, spec, _limits(pyfuncitem, target))
     pyfuncitem.stash[_OUTCOME] = outcome

@@ -5,17 +5,15 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import ctypes.util
-import json
 import os
 import signal
 import time
 from collections.abc import Iterator
-from pathlib import Path
-from typing import Any
 
 import psutil
 
-from pytest_katas import boot
+from pytest_katas import boot, channel
+from pytest_katas.channel import Exited, RunDir
 from pytest_katas.stacks import ProcessStack, parse_dump
 
 __all__ = [
@@ -23,7 +21,6 @@ __all__ = [
     "exit_status",
     "from_wait_status",
     "group_members",
-    "read_registry",
     "reap",
     "sample_stacks",
     "subreaper",
@@ -66,18 +63,6 @@ def group_members(pgid: int) -> list[int]:
     return members
 
 
-def read_registry(rundir: str, prefix: str) -> dict[int, dict[str, Any]]:
-    """The ``<prefix>-<pid>.json`` records the processes of the test wrote."""
-    found: dict[int, dict[str, Any]] = {}
-    for path in Path(rundir).glob(f"{prefix}-*.json"):
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            continue
-        found.setdefault(int(data["pid"]), data)
-    return found
-
-
 def _zombie_status(pid: int) -> int | None:
     """A zombie's wait status, from /proc/<pid>/stat field 52 (Linux 3.5+)."""
     fields = _stat(pid)
@@ -93,11 +78,11 @@ def from_wait_status(status: int) -> int:
     return os.WEXITSTATUS(status)
 
 
-def exit_status(pid: int, exits: dict[int, dict[str, Any]], reaped: dict[int, int]) -> int | None:
+def exit_status(pid: int, exits: dict[int, Exited], reaped: dict[int, int]) -> int | None:
     """How ``pid`` ended, if it did: from its parent's join (``exits``, the test's
-    ``exit`` registry, read once by the caller), our reaping, or its zombie."""
+    exit records, read once by the caller), our reaping, or its zombie."""
     if pid in exits:
-        return int(exits[pid]["exitcode"])
+        return exits[pid].exitcode
     if pid in reaped:
         return reaped[pid]
     status = _zombie_status(pid)
@@ -116,15 +101,14 @@ def describe_exit(code: int | None) -> str:
     return f"exited with code {code}"
 
 
-def sample_stacks(rundir: str, alive: set[int], wait: float = 0.5) -> dict[int, ProcessStack]:
+def sample_stacks(rundir: RunDir, alive: set[int], wait: float = 0.5) -> dict[int, ProcessStack]:
     """Ask every live registered process for its stacks (SIGUSR1) and read them back."""
-    registry = read_registry(rundir, "proc")
+    registry = rundir.read(channel.REGISTERED)
     sizes: dict[int, int] = {}
     for pid in registry:
         if pid not in alive:
             continue
-        path = Path(rundir, f"stack-{pid}.txt")
-        sizes[pid] = path.stat().st_size if path.exists() else 0
+        sizes[pid] = rundir.stack_size(pid)
         with contextlib.suppress(OSError):
             os.kill(pid, boot.STACK_SIGNAL)
     deadline = time.monotonic() + wait
@@ -133,31 +117,25 @@ def sample_stacks(rundir: str, alive: set[int], wait: float = 0.5) -> dict[int, 
     while sizes and time.monotonic() < deadline:
         time.sleep(0.02)
         for pid, size in list(sizes.items()):
-            now = Path(rundir, f"stack-{pid}.txt").stat().st_size
+            now = rundir.stack_size(pid)
             if now > size and last.get(pid) == now:  # grown, and done growing
-                dumps[pid] = _read_from(Path(rundir, f"stack-{pid}.txt"), size)
+                dumps[pid] = rundir.read_stack(pid, size)
                 del sizes[pid]
             last[pid] = now
     for pid, size in sizes.items():  # slow to answer: take what there is
-        dumps[pid] = _read_from(Path(rundir, f"stack-{pid}.txt"), size)
+        dumps[pid] = rundir.read_stack(pid, size)
     stacks = {}
     for pid, info in registry.items():
         stacks[pid] = ProcessStack(
             pid=pid,
-            name=info["name"],
-            role=info["role"],
-            target=info.get("target"),
-            main_thread=info.get("main_thread"),
+            name=info.name,
+            role=info.role,
+            target=info.target,
+            main_thread=info.main_thread,
             threads=parse_dump(dumps.get(pid, "")),
             alive=pid in alive,
         )
     return stacks
-
-
-def _read_from(path: Path, offset: int) -> str:
-    with open(path, "rb") as handle:
-        handle.seek(offset)
-        return handle.read().decode("utf-8", "replace")
 
 
 def _is_tracker(pid: int) -> bool:

@@ -3,19 +3,18 @@
 from __future__ import annotations
 
 import importlib.util
-import json
 import multiprocessing
 import os
 import sys
 import time
 import traceback
 import types
-from pathlib import Path
 from typing import NoReturn
 
 import pytest
 
 from pytest_katas import boot, leaks
+from pytest_katas.channel import RunDir
 from pytest_katas.loader import KataTarget, TargetImportError, describe_not_implemented
 from pytest_katas.verdict import KataFailure, Kind, Outcome
 
@@ -27,17 +26,11 @@ INSIDE = False  # true in the sandbox, where the test body runs for real
 class SandboxSpec:
     """What the sandbox needs to know, fixed before the fork."""
 
-    def __init__(
-        self,
-        target: KataTarget,
-        start_method: str,
-        rundir: str,
-        env: dict[str, str],
-    ) -> None:
+    def __init__(self, target: KataTarget, start_method: str, rundir: RunDir) -> None:
         self.target = target
         self.start_method = start_method
         self.rundir = rundir
-        self.env = env
+        self.env = rundir.environment({target.kata.module_name: str(target.path)})
 
 
 def _use_stdio(out_fd: int, err_fd: int) -> None:
@@ -64,7 +57,7 @@ def _prepare(spec: SandboxSpec) -> None:
     multiprocessing.set_start_method(spec.start_method, force=True)
     multiprocessing.set_forkserver_preload(["pytest_katas._childmain"])
     boot.install()
-    boot.register("test process", role="main")
+    boot.register("test process", role="test")
 
 
 def _classify(item: pytest.Function, spec: SandboxSpec, exc: BaseException) -> Outcome:
@@ -136,12 +129,10 @@ def run_sandbox(item: pytest.Function, spec: SandboxSpec, out_fd: int, err_fd: i
             found = leaks.find_leaks(baseline, set(), spec.rundir, spec.target.kata.relpath)
             if found:
                 _add_leaks(outcome, found)
-        result = Path(spec.rundir, "result.json")
-        result.with_suffix(".tmp").write_text(json.dumps(outcome.to_json()), encoding="utf-8")
-        os.replace(result.with_suffix(".tmp"), result)
+        spec.rundir.write_result(outcome.to_json())
     except BaseException:  # noqa: BLE001 - the supervisor reports a sandbox that died silently
         traceback.print_exc()
-        code = 70
+        code = os.EX_SOFTWARE
     finally:
         for stream in (sys.stdout, sys.stderr):
             try:

@@ -19,9 +19,9 @@ choices, though the OS may still interleave differently.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import dis
 import importlib
-import json
 import os
 import random
 import sys
@@ -30,6 +30,9 @@ import time
 import types
 from collections.abc import Callable, Iterator
 from typing import Any, Final
+
+from pytest_katas import channel
+from pytest_katas.channel import RunDir, RunState
 
 __all__ = ["Jitter", "install_from_env", "jitter", "noise"]
 
@@ -41,8 +44,6 @@ THREAD_P: Final = 0.003  # chance of a forced switch each time a thread passes t
 # calls is traced at all, and a traced pass yields more often to make up for it.
 FRAME_P: Final = 0.03
 TRACED_THREAD_P: Final = 0.15
-_NOISE_FILE: Final = "noise"
-_RECORD: Final = "{on:d} {seed:010d} {run:09d}\n"  # fixed width: rewritten in place
 
 
 class Jitter:
@@ -119,31 +120,14 @@ def install_ipc_noise() -> None:
 
 def install_from_env(who: str | None = None) -> None:
     """In a child: follow the stress run that is on, if any (its seed is in the rundir)."""
-    rundir = os.environ.get("PYTEST_KATA_RUNDIR")
+    rundir = RunDir.current()
     if rundir is None:
         return
-    try:
-        with open(os.path.join(rundir, _NOISE_FILE), encoding="ascii") as handle:
-            on, seed, run = (int(field) for field in handle.read().split())
-    except (OSError, ValueError):
-        on = 0
-    if on:
-        jitter.start(seed, run, who or str(os.getpid()))
+    state = rundir.read_state()
+    if state.noise:
+        jitter.start(state.seed, state.run, who or str(os.getpid()))
     else:
         jitter.stop()
-
-
-def _write_state(rundir: str | None, on: bool, seed: int = 0, run: int = 0) -> None:
-    """Tell children started from now on whether noise is on. One small pwrite of a
-    fixed-width record: cheap enough to do twice per stress run."""
-    if rundir is None:
-        return
-    record = _RECORD.format(on=on, seed=seed % 10**10, run=run % 10**9).encode("ascii")
-    fd = os.open(os.path.join(rundir, _NOISE_FILE), os.O_WRONLY | os.O_CREAT, 0o600)
-    try:
-        os.pwrite(fd, record, 0)
-    finally:
-        os.close(fd)
 
 
 _OFFSETS: dict[int, tuple[types.CodeType, list[int]]] = {}
@@ -159,7 +143,7 @@ def _offsets(code: types.CodeType) -> list[int]:
 
 def _learner_codes() -> list[types.CodeType]:
     """Every code object of the learner's module: functions, methods, nested ones."""
-    names = json.loads(os.environ.get("PYTEST_KATA_MODULES", "{}"))
+    names = channel.learner_modules()
     found: dict[int, types.CodeType] = {}
 
     def add(code: types.CodeType) -> None:
@@ -291,8 +275,10 @@ class _ThreadNoise:
 @contextlib.contextmanager
 def noise(seed: int, run: int) -> Iterator[None]:
     """Turn every kind of noise on for one stress run, in this process and new children."""
-    rundir = os.environ.get("PYTEST_KATA_RUNDIR")
-    _write_state(rundir, True, seed, run)
+    rundir = RunDir.current()
+    before = rundir.read_state() if rundir is not None else RunState()
+    if rundir is not None:
+        rundir.write_state(dataclasses.replace(before, noise=True, seed=seed, run=run))
     jitter.start(seed, run, "test process")
     threads = _ThreadNoise(seed, run)
     threads.start()
@@ -301,4 +287,5 @@ def noise(seed: int, run: int) -> Iterator[None]:
     finally:
         threads.stop()
         jitter.stop()
-        _write_state(rundir, False)
+        if rundir is not None:
+            rundir.write_state(dataclasses.replace(before, noise=False))

@@ -10,6 +10,8 @@ import sysconfig
 from collections.abc import Callable, Iterable
 from typing import Final, final
 
+from pytest_katas.channel import LEARNER_ROLES
+
 __all__ = ["Frame", "ProcessStack", "Thread", "diagnose", "parse_dump", "render"]
 
 _STDLIB: Final = sysconfig.get_paths()["stdlib"]
@@ -238,11 +240,11 @@ def diagnose(procs: list[ProcessStack]) -> str:
     """A hint from the pattern of waits: a missing sentinel, an open end, a deadlock..."""
     alive = [p for p in procs if p.alive and p.main is not None]
     calls = {p.pid: blocking_call(p.main) for p in alive if p.main is not None}
-    learners = [p for p in alive if p.role == "child"]
+    learners = [p for p in alive if p.role in LEARNER_ROLES]
     exited = [p for p in procs if not p.alive]
     recv = [p for p in alive if calls[p.pid] == "Connection.recv()"]
     locks = [p for p in alive if calls[p.pid] == "Lock.acquire()"]
-    main = next((p for p in alive if p.role == "main"), None)
+    main = next((p for p in alive if p.role == "test"), None)
     main_call = calls.get(main.pid) if main else None
     if [p for p in learners if calls[p.pid] == "Connection.recv()"] and (
         exited or main_call in ("Process.join()", "Connection.recv()")

@@ -5,22 +5,18 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import json
 import os
 import select
-import shutil
 import sys
-import tempfile
 import time
 import warnings
 from collections.abc import Callable
-from pathlib import Path
-from typing import Any, final
+from typing import final
 
 import psutil
 import pytest
 
-from pytest_katas import procs, sandbox, stacks
+from pytest_katas import channel, procs, sandbox, stacks
 from pytest_katas.verdict import Kind, Outcome
 from pytest_katas.watchdog import Watchdog
 
@@ -179,7 +175,7 @@ def supervise(item: pytest.Function, spec: sandbox.SandboxSpec, limits: Limits) 
         finally:
             procs.terminate_group(pid, limits.grace)
             watch.poll_exit()
-            procs.reap(watch.seen | set(procs.read_registry(spec.rundir, "proc")), watch.reaped)
+            procs.reap(watch.seen | set(spec.rundir.read(channel.REGISTERED)), watch.reaped)
             _drain(watch, fds)
             for fd in (out_r, err_r):
                 os.close(fd)
@@ -187,7 +183,7 @@ def supervise(item: pytest.Function, spec: sandbox.SandboxSpec, limits: Limits) 
     try:
         _explain_children(outcome, children, spec.target.kata.relpath)
     finally:
-        shutil.rmtree(spec.rundir, ignore_errors=True)
+        spec.rundir.remove()
     return outcome
 
 
@@ -202,7 +198,7 @@ def _watch(watch: _Watch, fds: dict[int, int]) -> Outcome:
             capped = watch.check_caps()
             if capped is not None:
                 return capped
-            if not crashed and any(Path(watch.spec.rundir).glob("exc-*.json")):
+            if not crashed and watch.spec.rundir.has(channel.RAISED):
                 # A child died of an exception. If the test is stuck because of it, say so
                 # in CRASH_GRACE seconds rather than at the deadline.
                 crashed = True
@@ -232,9 +228,9 @@ def _sample(watch: _Watch) -> dict[int, stacks.ProcessStack]:
 
 
 def _finished(watch: _Watch) -> Outcome:
-    result = Path(watch.spec.rundir, "result.json")
-    if result.exists():
-        return Outcome.from_json(json.loads(result.read_text(encoding="utf-8")))
+    result = watch.spec.rundir.read_result()
+    if result is not None:
+        return Outcome.from_json(result)
     how = procs.describe_exit(watch.reaped.get(watch.pid))
     return Outcome(
         "failed",
@@ -249,14 +245,14 @@ def _finished(watch: _Watch) -> Outcome:
 def _hang(watch: _Watch) -> Outcome:
     spec = watch.spec
     second = _sample(watch)
-    exits = procs.read_registry(spec.rundir, "exit")
+    exits = spec.rundir.read(channel.EXITED)
     for pid, proc in second.items():
         before = watch.first_sample.get(pid)
         if proc.alive and before is not None and _same_place(before, proc):
             proc.blocked_since = time.monotonic() - watch.first_sample_at
         if not proc.alive:
             proc.exit_note = procs.describe_exit(procs.exit_status(pid, exits, watch.reaped))
-    ordered = sorted(second.values(), key=lambda p: (p.role == "main", not p.alive, p.pid))
+    ordered = sorted(second.values(), key=lambda p: (p.role == "test", not p.alive, p.pid))
     files = {str(spec.target.path)}
     relpath = spec.target.kata.relpath
     moving = any(
@@ -295,28 +291,26 @@ def _same_place(a: stacks.ProcessStack, b: stacks.ProcessStack) -> bool:
 class _Children:
     """How the test's children ended, read before the cleanup kills (and so upsets) them."""
 
-    registry: dict[int, dict[str, Any]]
+    registry: dict[int, channel.ProcessInfo]
     exits: dict[int, int | None]
-    raised: dict[int, dict[str, Any]]
-    on_purpose: dict[int, dict[str, Any]]
+    raised: dict[int, channel.Raised]
+    on_purpose: dict[int, channel.Ended]
     pool_failures: list[str]
 
     @classmethod
-    def read(cls, rundir: str) -> _Children:
-        registry = procs.read_registry(rundir, "proc")
-        exits = procs.read_registry(rundir, "exit")
+    def read(cls, rundir: channel.RunDir) -> _Children:
+        registry = rundir.read(channel.REGISTERED)
+        exits = rundir.read(channel.EXITED)
         return cls(
             registry=registry,
             exits={
                 pid: procs.exit_status(pid, exits, {})
                 for pid, info in registry.items()
-                if info["role"] == "child"
+                if info.role != "test"
             },
-            raised=procs.read_registry(rundir, "exc"),
-            on_purpose=procs.read_registry(rundir, "ended"),
-            pool_failures=[
-                info["traceback"] for info in procs.read_registry(rundir, "poolexc").values()
-            ],
+            raised=rundir.read(channel.RAISED),
+            on_purpose=rundir.read(channel.ENDED),
+            pool_failures=[failure.traceback for failure in rundir.read_all(channel.POOL_FAILED)],
         )
 
 
@@ -325,10 +319,10 @@ def _explain_children(outcome: Outcome, children: _Children, relpath: Callable[[
     notes, crashed = [], []
     for pid, code in children.exits.items():
         info = children.registry[pid]
-        label = f"child process {info['name']!r} (pid {pid}, target {info['target']}"
-        label += f" at {relpath(info['where'])})" if info.get("where") else ")"
+        label = f"child process {info.name!r} (pid {pid}, target {info.target}"
+        label += f" at {relpath(info.where)})" if info.where else ")"
         if pid in children.raised:
-            text = children.raised[pid]["traceback"]
+            text = children.raised[pid].traceback
             notes.append(f"{label} raised an exception:\n{text.rstrip()}")
             crashed.append(f"{label} raised {_last_line(text)}")
         elif code not in (None, 0) and pid not in children.on_purpose:
@@ -347,7 +341,3 @@ def _explain_children(outcome: Outcome, children: _Children, relpath: Callable[[
 def _last_line(text: str) -> str:
     lines = [line for line in text.strip().splitlines() if line.strip()]
     return lines[-1] if lines else "an exception"
-
-
-def new_rundir() -> str:
-    return tempfile.mkdtemp(prefix="pytest-kata-")
