@@ -1,5 +1,5 @@
-"""The stress engine and schedule noise: races fail every run, with a seed that replays them,
-and correct code never fails."""
+"""The stress engine, schedule noise and the trace: races fail every run, with how to replay
+them, and correct code never fails."""
 
 from __future__ import annotations
 
@@ -55,9 +55,35 @@ def _counter(pytester, body):
 
 
 @pytest.mark.parametrize("seed", [1, 2, 3, 4, 5])
-def test_an_unlocked_increment_fails_with_every_seed_and_says_how_to_replay(pytester, seed):
+def test_the_trace_catches_an_unlocked_increment_without_noise_every_time(pytester, seed):
     _counter(pytester, UNLOCKED)
-    result = pytester.runpytest_subprocess("katas/demo", f"--kata-seed={seed}")
+    result = pytester.runpytest_subprocess("katas/demo", f"--kata-seed={seed}", "--kata-noise=off")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(
+        [
+            "RACE: Thread-* and Thread-* both change Counter._value (line 10) with no lock held "
+            "from the read to the write*",
+            "*Thread-* | Thread-*",
+            "*read  Counter._value = *(line 10)*",
+            "*write Counter._value = *(line 10)*",
+            "*Nothing orders the two: neither held a lock across the whole update*",
+            "Replay: pytest katas/demo/test_demo.py::test_no_update_is_lost "
+            f"--kata-seed={seed} --kata-start-method=* --kata-target=katas --kata-noise=off",
+        ]
+    )
+    assert "FORBIDDEN" not in result.stdout.str()  # caught by the trace, before any count
+
+
+def test_a_locked_increment_passes_with_the_trace_on(pytester):
+    _counter(pytester, LOCKED)
+    result = pytester.runpytest_subprocess("katas/demo", "--kata-stress-budget=0.5")
+    result.assert_outcomes(passed=1)
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3, 4, 5])
+def test_noise_alone_fails_an_unlocked_increment_with_every_seed(pytester, seed):
+    _counter(pytester, UNLOCKED)
+    result = pytester.runpytest_subprocess("katas/demo", f"--kata-seed={seed}", "--kata-trace=off")
     result.assert_outcomes(failed=1)
     result.stdout.fnmatch_lines(
         [
@@ -68,14 +94,16 @@ def test_an_unlocked_increment_fails_with_every_seed_and_says_how_to_replay(pyte
             "*FORBIDDEN",
             "*run(s) in * s; failure rate *",
             f"*Replay this run's schedule: pytest katas/demo/test_demo.py::test_no_update_is_lost "
-            f"--kata-seed={seed} --kata-start-method=* --kata-target=katas",
+            f"--kata-seed={seed} --kata-start-method=* --kata-target=katas --kata-trace=off",
         ]
     )
 
 
-def test_a_locked_increment_passes_the_whole_budget(pytester):
+def test_a_locked_increment_passes_the_whole_budget_under_noise_alone(pytester):
     _counter(pytester, LOCKED)
-    result = pytester.runpytest_subprocess("katas/demo", "--kata-stress-budget=1")
+    result = pytester.runpytest_subprocess(
+        "katas/demo", "--kata-stress-budget=1", "--kata-trace=off"
+    )
     result.assert_outcomes(passed=1)
 
 

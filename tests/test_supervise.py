@@ -368,7 +368,7 @@ BLOCKING = {
     ),
     "Lock.acquire": (
         "lock = multiprocessing.Lock()\n    lock.acquire()\n    lock.acquire()",
-        "lock.acquire()",
+        "Lock.acquire()",
     ),
     "Queue.get": ("q = multiprocessing.Queue()\n    q.get()", "Queue.get()"),
     "Pool.join": (
@@ -423,7 +423,8 @@ def test_a_child_crash_that_leaves_the_parent_waiting_fails_long_before_the_dead
     result.stdout.fnmatch_lines(
         [
             "CRASH: child process 'Process-1' (pid *, target _child at *) raised ValueError: "
-            "bad item; the test was still stuck 2 s after a child process crashed*"
+            "bad item at katas/demo/demo.py:4 (`raise ValueError(\"bad item\")`); the test "
+            "was still stuck 2 s after a child process crashed*"
         ]
     )
     assert result.duration < 30

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import faulthandler
 import importlib.abc
+import importlib.machinery
 import importlib.util
 import os
 import signal
@@ -46,7 +47,24 @@ class _TargetFinder(importlib.abc.MetaPathFinder):
         location = self.modules.get(fullname)
         if location is None:
             return None
-        return importlib.util.spec_from_file_location(fullname, location)
+        return kata_spec(fullname, location)
+
+
+class _KataLoader(importlib.machinery.SourceFileLoader):
+    """Loads a learner module, then traces the attributes of its classes."""
+
+    def exec_module(self, module: ModuleType) -> None:
+        super().exec_module(module)
+        from pytest_katas import hooks
+
+        hooks.instrument(module)
+
+
+def kata_spec(name: str, location: str) -> ModuleSpec | None:
+    """How to import the learner's file ``location`` as module ``name``."""
+    return importlib.util.spec_from_file_location(
+        name, location, loader=_KataLoader(name, location)
+    )
 
 
 def learner_site(frames: traceback.StackSummary | None = None) -> str | None:
@@ -132,20 +150,28 @@ def _patch_process() -> None:
         return
 
     def _bootstrap(self: Any, *args: Any, **kwargs: Any) -> Any:
-        from pytest_katas import schedule
+        from pytest_katas import hooks, schedule
 
         target = getattr(self, "_target", None)
-        register(self.name, target or type(self).run)
-        if role_of(target) != "manager":  # a Manager's server is not learner code
+        role = role_of(target)
+        register(self.name, target or type(self).run, role)
+        hooks.process_began(self, role)
+        if role != "manager":  # a Manager's server is not learner code
             schedule.install_from_env(self.name)
         run = self.run
 
         def watched_run() -> None:
             try:
                 run()
-            except BaseException as exc:
-                record_exception(exc)
+            except SystemExit:
                 raise
+            except BaseException as exc:  # noqa: BLE001 - recorded, then the child exits
+                # The supervisor shows this traceback once, in the learner's terms; the
+                # exit code stays the 1 that multiprocessing gives a child that raised.
+                record_exception(exc)
+                raise SystemExit(1) from None
+            finally:
+                hooks.process_ending(self)
 
         self.run = watched_run
         return original(self, *args, **kwargs)
@@ -277,6 +303,7 @@ def install() -> None:
     _patch_deliberate_signals()
     _patch_pool_failures()
     _patch_threads()
-    from pytest_katas import schedule
+    from pytest_katas import hooks, trace
 
-    schedule.install_ipc_noise()
+    trace.install()
+    hooks.install()

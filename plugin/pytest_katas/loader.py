@@ -11,6 +11,7 @@ from pathlib import Path
 from types import ModuleType, TracebackType
 from typing import Any, final
 
+from pytest_katas import boot
 from pytest_katas.catalog import Kata
 
 __all__ = ["KataTarget", "TargetImportError", "describe_not_implemented"]
@@ -76,7 +77,7 @@ class KataTarget:
         if module is not None:  # imported already, maybe by the import system in a child hook
             initializing = getattr(module.__spec__, "_initializing", False)
             return importlib.import_module(name) if initializing else module
-        spec = importlib.util.spec_from_file_location(name, self._path)
+        spec = boot.kata_spec(name, str(self._path))
         assert spec is not None and spec.loader is not None
         module = importlib.util.module_from_spec(spec)
         sys.modules[name] = module

@@ -13,6 +13,8 @@ import pytest
 from pytest_katas import (
     board,
     catalog,
+    channel,
+    findings,
     grading,
     hookspecs,
     report,
@@ -196,6 +198,11 @@ def _replay_command(item: pytest.Item) -> list[str]:
         f"--kata-seed={config.stash[_SEED]}",
         f"--kata-start-method={settings.resolve(config, 'kata_start_method')}",
         f"--kata-target={settings.resolve(config, 'kata_target')}",
+        *(
+            f"--{name.replace('_', '-')}=off"
+            for name in ("kata_noise", "kata_trace")
+            if not settings.resolve(config, name)
+        ),
     ]
 
 
@@ -211,7 +218,16 @@ def kata_stress(request: pytest.FixtureRequest) -> stress.Stress:
     )
     seed = request.config.stash[_SEED]
     noisy = settings.resolve(request.config, "kata_noise")
-    return stress.Stress(budget, seed, item.nodeid, _replay_command(item), noisy)
+    target = _target(request)
+    tracing = settings.resolve(request.config, "kata_trace")
+
+    def audit() -> findings.Finding | None:  # called in the test's sandbox, not here
+        rundir = RunDir.current()
+        if rundir is None or not tracing:
+            return None
+        return findings.audit(rundir, channel.learner_files(), target.kata.relpath)
+
+    return stress.Stress(budget, seed, item.nodeid, _replay_command(item), noisy, audit)
 
 
 def _limits(item: pytest.Function, target: KataTarget) -> supervise.Limits:
@@ -236,6 +252,8 @@ def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> bool | None:
         target=target,
         start_method=settings.resolve(pyfuncitem.config, "kata_start_method"),
         rundir=RunDir.create(),
+        replay=_replay_command(pyfuncitem),
+        tracing=settings.resolve(pyfuncitem.config, "kata_trace"),
     )
     outcome = supervise.supervise(pyfuncitem, spec, _limits(pyfuncitem, target))
     pyfuncitem.stash[_OUTCOME] = outcome

@@ -9,12 +9,12 @@ import sys
 import time
 import traceback
 import types
-from typing import NoReturn
+from typing import Final, NoReturn
 
 import pytest
 
-from pytest_katas import boot, leaks
-from pytest_katas.channel import RunDir
+from pytest_katas import boot, findings, leaks
+from pytest_katas.channel import RunDir, RunState
 from pytest_katas.loader import KataTarget, TargetImportError, describe_not_implemented
 from pytest_katas.verdict import KataFailure, Kind, Outcome
 
@@ -26,11 +26,26 @@ INSIDE = False  # true in the sandbox, where the test body runs for real
 class SandboxSpec:
     """What the sandbox needs to know, fixed before the fork."""
 
-    def __init__(self, target: KataTarget, start_method: str, rundir: RunDir) -> None:
+    def __init__(
+        self,
+        target: KataTarget,
+        start_method: str,
+        rundir: RunDir,
+        replay: list[str],
+        tracing: bool = True,
+    ) -> None:
         self.target = target
         self.start_method = start_method
         self.rundir = rundir
-        self.env = rundir.environment({target.kata.module_name: str(target.path)})
+        self.tracing = tracing
+        self.modules = {target.kata.module_name: str(target.path)}
+        self.env = rundir.environment(self.modules)
+        self.replay = replay
+
+    @property
+    def files(self) -> tuple[str, ...]:
+        """The learner's files, numbered as the trace numbers them."""
+        return tuple(self.modules.values())
 
 
 def _use_stdio(out_fd: int, err_fd: int) -> None:
@@ -53,6 +68,7 @@ def _stand_in_main() -> None:
 
 def _prepare(spec: SandboxSpec) -> None:
     os.environ.update(spec.env)
+    spec.rundir.write_state(RunState(trace=spec.tracing))
     _stand_in_main()
     multiprocessing.set_start_method(spec.start_method, force=True)
     multiprocessing.set_forkserver_preload(["pytest_katas._childmain"])
@@ -71,7 +87,10 @@ def _classify(item: pytest.Function, spec: SandboxSpec, exc: BaseException) -> O
     excinfo = pytest.ExceptionInfo.from_exception(exc)
     details = str(item.repr_failure(excinfo))
     if isinstance(exc, KataFailure):
-        return Outcome("failed", exc.kind, str(exc).split("\n", 1)[0], details, seed=exc.seed)
+        headline, _, rest = str(exc).partition("\n")
+        outcome = Outcome("failed", exc.kind, headline, rest.strip() or details, seed=exc.seed)
+        outcome.traced = exc.traced
+        return outcome
     if isinstance(exc, AssertionError):
         headline = str(exc).strip().split("\n", 1)[0] or "an assertion about the result failed"
         return Outcome("failed", Kind.WRONG, headline, details)
@@ -101,6 +120,9 @@ def _run_test(item: pytest.Function, spec: SandboxSpec) -> Outcome:
     return outcome
 
 
+_UNTRACED: Final = (Kind.TODO, Kind.BROKEN)
+
+
 def _add_leaks(outcome: Outcome, found: list[leaks.Leak]) -> None:
     lines = "\n".join(f"  - {leak.description}" for leak in found)
     text = f"left behind after the test returned:\n{lines}"
@@ -125,6 +147,15 @@ def run_sandbox(item: pytest.Function, spec: SandboxSpec, out_fd: int, err_fd: i
         _prepare(spec)
         baseline = leaks.Baseline.take()
         outcome = _run_test(item, spec)
+        if (
+            spec.tracing
+            and outcome.status != "skipped"
+            and outcome.kind not in _UNTRACED
+            and not outcome.traced
+        ):
+            finding = findings.audit(spec.rundir, spec.files, spec.target.kata.relpath)
+            if finding is not None:
+                findings.apply(outcome, finding)
         if outcome.status != "skipped":
             found = leaks.find_leaks(baseline, set(), spec.rundir, spec.target.kata.relpath)
             if found:

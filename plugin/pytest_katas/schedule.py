@@ -67,57 +67,6 @@ class Jitter:
 jitter = Jitter()
 
 
-def _wrap(owner: Any, name: str, chance: float, longest: float, after: bool = False) -> None:
-    original = getattr(owner, name)
-    if getattr(original, "_kata_noise", False):
-        return
-
-    def noisy(*args: Any, **kwargs: Any) -> Any:
-        if not after:
-            jitter(chance, longest)
-        result = original(*args, **kwargs)
-        if after:
-            jitter(chance, longest)
-        return result
-
-    noisy._kata_noise = True  # type: ignore[attr-defined]
-    noisy.__wrapped__ = original  # type: ignore[attr-defined]
-    setattr(owner, name, noisy)
-
-
-def _patch_semlock() -> None:
-    from multiprocessing import synchronize
-
-    original = synchronize.SemLock._make_methods  # type: ignore[attr-defined]
-    if getattr(original, "_kata_noise", False):
-        return
-
-    def _make_methods(self: Any) -> None:
-        original(self)
-        _wrap(self, "acquire", 0.1, 0.001)
-        _wrap(self, "release", 0.1, 0.001, after=True)
-
-    _make_methods._kata_noise = True  # type: ignore[attr-defined]
-    synchronize.SemLock._make_methods = _make_methods  # type: ignore[attr-defined]
-    _wrap(synchronize.SemLock, "__enter__", 0.1, 0.001)
-    _wrap(synchronize.SemLock, "__exit__", 0.1, 0.001, after=True)
-
-
-def install_ipc_noise() -> None:
-    """Put jitter points around every IPC call of this process (dormant until started)."""
-    import socket
-    from multiprocessing import connection, managers, queues
-
-    for name in ("send", "recv", "send_bytes", "recv_bytes"):
-        _wrap(connection._ConnectionBase, name, 0.1, 0.001, after=name.startswith("recv"))
-    _wrap(managers.BaseProxy, "_callmethod", 0.1, 0.002, after=True)
-    _wrap(queues.Queue, "put", 0.2, 0.001)
-    _wrap(queues.Queue, "get", 0.2, 0.001, after=True)
-    for name in ("send", "sendall", "recv", "recv_into"):
-        _wrap(socket.socket, name, 0.1, 0.001, after=name.startswith("recv"))
-    _patch_semlock()
-
-
 def install_from_env(who: str | None = None) -> None:
     """In a child: follow the stress run that is on, if any (its seed is in the rundir)."""
     rundir = RunDir.current()

@@ -132,6 +132,13 @@ SETTINGS: Final = {
             lambda: True,
         ),
         Setting(
+            "kata_trace",
+            "record what the learner's code does and judge it from the trace (races, "
+            "contracts, deadlocks): on (the default) or off, to compare with the outcome alone",
+            _on_off,
+            lambda: True,
+        ),
+        Setting(
             "kata_stress_budget",
             "seconds each stress test may spend repeating its scenario (default 2)",
             _positive_float,

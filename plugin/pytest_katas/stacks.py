@@ -137,13 +137,18 @@ def blocking_call(thread: Thread) -> str | None:
     """
     outer = None
     for frame in thread.frames:
+        if frame.filename == _HOOKS:
+            outer = frame  # our wrapper stands where the learner's call went in
+            continue
         if frame.filename.startswith(_PLUGIN_DIR):
-            continue  # our noise and bookkeeping wrappers sit between library frames
+            continue  # our bookkeeping sits between library frames
         if not _is_stdlib(frame.filename):
             break
         outer = frame
     if outer is None:
         return None
+    if outer.filename == _HOOKS:
+        return _HOOK_CALLS.get(outer.function, f"{outer.function.rstrip('_')}()")
     key = (os.path.basename(outer.filename), outer.function)
     return _BLOCKING.get(key, f"{outer.function}() of {key[0]}")
 
@@ -190,6 +195,33 @@ def summary(proc: ProcessStack, learner_files: set[str], relpath: Callable[[str]
 
 _PROCESS_PY: Final = os.path.join("multiprocessing", "process.py")
 _PLUGIN_DIR: Final = os.path.dirname(os.path.abspath(__file__)) + os.sep
+_HOOKS: Final = _PLUGIN_DIR + "hooks.py"
+# The wrappers of hooks.py, by function name, as the call the learner made.
+_HOOK_CALLS: Final = {
+    "__enter__": "Lock.acquire()",
+    "acquire": "Lock.acquire()",
+    "_send_bytes": "Connection.send()",
+    "_recv_bytes": "Connection.recv()",
+    "recv_": "Connection.recv()",
+    "poll_": "Connection.poll()",
+    "get": "Queue.get()",
+    "put": "Queue.put()",
+    "q_get_": "queue.Queue.get()",
+    "q_put_": "queue.Queue.put()",
+    "mp_event_wait_": "a multiprocessing Event wait()",
+    "cond_wait_": "a Condition wait()",
+    "event_wait_": "a threading Condition/Event/Barrier wait()",
+    "barrier_wait_": "Barrier.wait()",
+    "sem_acquire_": "Semaphore.acquire()",
+    "_callmethod": "a Manager proxy call",
+    "process_join_": "Process.join()",
+    "thread_join_": "Thread.join()",
+    "pool_call_": "Pool.join()",
+    "recv": "socket.recv()",
+    "send": "socket.send()",
+    "sendall": "socket.sendall()",
+    "accept": "socket.accept()",
+}
 
 
 def _is_machinery(filename: str) -> bool:

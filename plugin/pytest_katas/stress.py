@@ -9,14 +9,20 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from contextlib import nullcontext
-from typing import Any, Final, final
+from typing import TYPE_CHECKING, Any, Final, final
 
-from pytest_katas import schedule
+from pytest_katas import schedule, trace
 from pytest_katas.verdict import Kind, fail_as
+
+if TYPE_CHECKING:
+    from pytest_katas.findings import Finding
 
 __all__ = ["Stress", "StressReport", "test_seed"]
 
 _SHOWN: Final = 8
+# The trace's verdicts do not depend on the schedule, so the first runs say all it can;
+# later runs go untraced, to stay fast and within the trace's cap.
+TRACED_RUNS: Final = 2
 
 
 def test_seed(session_seed: int, nodeid: str) -> int:
@@ -64,13 +70,20 @@ class Stress:
     """
 
     def __init__(
-        self, budget: float, session_seed: int, nodeid: str, replay: list[str], noisy: bool = True
+        self,
+        budget: float,
+        session_seed: int,
+        nodeid: str,
+        replay: list[str],
+        noisy: bool = True,
+        audit: Callable[[], Finding | None] | None = None,
     ) -> None:
         self.budget = budget
         self.noisy = noisy
         self.session_seed = session_seed
         self.seed = test_seed(session_seed, nodeid)
         self.replay = replay
+        self.audit = audit
 
     def run(
         self,
@@ -86,23 +99,50 @@ class Stress:
         budget = self.budget if budget is None else budget
         report = StressReport(0, 0.0, Counter(), {})
         started = time.monotonic()
-        while report.runs < min_runs or time.monotonic() - started < budget:
-            if max_runs is not None and report.runs >= max_runs:
-                break
-            with schedule.noise(self.seed, report.runs) if self.noisy else nullcontext():
-                outcome = scenario()
-            problem = check(outcome)
-            key = _key(outcome)
-            report.histogram[key] += 1
-            report.runs += 1
-            if problem is not None:
-                report.forbidden[key] = problem
-                report.seconds = time.monotonic() - started
-                failure = fail_as(kind, self._message(problem, report))
-                failure.seed = self.session_seed
-                raise failure
+        try:
+            while report.runs < min_runs or time.monotonic() - started < budget:
+                if max_runs is not None and report.runs >= max_runs:
+                    break
+                self._one_run(scenario, check, kind, report, started)
+        finally:
+            trace.set_tracing(True)
         report.seconds = time.monotonic() - started
         return report
+
+    def _one_run(
+        self,
+        scenario: Callable[[], Any],
+        check: Callable[[Any], str | None],
+        kind: str | Kind,
+        report: StressReport,
+        started: float,
+    ) -> None:
+        __tracebackhide__ = True
+        traced = report.runs < TRACED_RUNS
+        if not traced:
+            trace.set_tracing(False)
+        with schedule.noise(self.seed, report.runs) if self.noisy else nullcontext():
+            outcome = scenario()
+        finding = self.audit() if traced and self.audit is not None else None
+        if finding is not None:
+            report.runs += 1
+            command = shlex.join(self.replay)
+            failure = fail_as(
+                finding.kind, f"{finding.message}\n\n{finding.details}\n\nReplay: {command}"
+            )
+            failure.seed = self.session_seed
+            failure.traced = True
+            raise failure
+        problem = check(outcome)
+        key = _key(outcome)
+        report.histogram[key] += 1
+        report.runs += 1
+        if problem is not None:
+            report.forbidden[key] = problem
+            report.seconds = time.monotonic() - started
+            failure = fail_as(kind, self._message(problem, report))
+            failure.seed = self.session_seed
+            raise failure
 
     def _message(self, problem: str, report: StressReport) -> str:
         command = shlex.join(self.replay)

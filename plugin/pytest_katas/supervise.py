@@ -10,13 +10,13 @@ import select
 import sys
 import time
 import warnings
-from collections.abc import Callable
 from typing import final
 
 import psutil
 import pytest
 
-from pytest_katas import channel, procs, sandbox, stacks
+from pytest_katas import channel, crashes, findings, procs, races, sandbox, stacks
+from pytest_katas.history import History
 from pytest_katas.verdict import Kind, Outcome
 from pytest_katas.watchdog import Watchdog
 
@@ -171,7 +171,7 @@ def supervise(item: pytest.Function, spec: sandbox.SandboxSpec, limits: Limits) 
         fds = {out_r: 1, err_r: 2}
         try:
             outcome = _watch(watch, fds)
-            children = _Children.read(spec.rundir)
+            children = crashes.Children.read(spec.rundir)
         finally:
             procs.terminate_group(pid, limits.grace)
             watch.poll_exit()
@@ -181,10 +181,22 @@ def supervise(item: pytest.Function, spec: sandbox.SandboxSpec, limits: Limits) 
                 os.close(fd)
             _watchdog.release(pid)
     try:
-        _explain_children(outcome, children, spec.target.kata.relpath)
+        _conclude(outcome, children, spec)
     finally:
         spec.rundir.remove()
     return outcome
+
+
+def _conclude(outcome: Outcome, children: crashes.Children, spec: sandbox.SandboxSpec) -> None:
+    """Add what the children and the trace tell to a finished test's verdict."""
+    relpath = spec.target.kata.relpath
+    if outcome.status != "failed" or outcome.traced:
+        return
+    history = History.read(spec.rundir, spec.files)
+    crashes.explain_children(outcome, children, relpath, set(spec.files), history)
+    found = races.find_races(history, limit=1) if spec.tracing else []
+    if found:
+        findings.apply(outcome, findings.race_finding(history, found[0], relpath))
 
 
 def _watch(watch: _Watch, fds: dict[int, int]) -> Outcome:
@@ -284,60 +296,3 @@ def _hang(watch: _Watch) -> Outcome:
 
 def _same_place(a: stacks.ProcessStack, b: stacks.ProcessStack) -> bool:
     return a.main is not None and b.main is not None and a.main.frames == b.main.frames
-
-
-@final
-@dataclasses.dataclass(frozen=True)
-class _Children:
-    """How the test's children ended, read before the cleanup kills (and so upsets) them."""
-
-    registry: dict[int, channel.ProcessInfo]
-    exits: dict[int, int | None]
-    raised: dict[int, channel.Raised]
-    on_purpose: dict[int, channel.Ended]
-    pool_failures: list[str]
-
-    @classmethod
-    def read(cls, rundir: channel.RunDir) -> _Children:
-        registry = rundir.read(channel.REGISTERED)
-        exits = rundir.read(channel.EXITED)
-        return cls(
-            registry=registry,
-            exits={
-                pid: procs.exit_status(pid, exits, {})
-                for pid, info in registry.items()
-                if info.role != "test"
-            },
-            raised=rundir.read(channel.RAISED),
-            on_purpose=rundir.read(channel.ENDED),
-            pool_failures=[failure.traceback for failure in rundir.read_all(channel.POOL_FAILED)],
-        )
-
-
-def _explain_children(outcome: Outcome, children: _Children, relpath: Callable[[str], str]) -> None:
-    """Name every child that raised or died, and call the failure a crash if one did."""
-    notes, crashed = [], []
-    for pid, code in children.exits.items():
-        info = children.registry[pid]
-        label = f"child process {info.name!r} (pid {pid}, target {info.target}"
-        label += f" at {relpath(info.where)})" if info.where else ")"
-        if pid in children.raised:
-            text = children.raised[pid].traceback
-            notes.append(f"{label} raised an exception:\n{text.rstrip()}")
-            crashed.append(f"{label} raised {_last_line(text)}")
-        elif code not in (None, 0) and pid not in children.on_purpose:
-            notes.append(f"{label} {procs.describe_exit(code)}")
-            crashed.append(notes[-1])
-    notes.extend(f"a task raised in a Pool worker:\n{text}" for text in children.pool_failures)
-    if outcome.status != "failed" or not notes:
-        return
-    outcome.details = (outcome.details + "\n\n" + "\n\n".join(notes)).strip()
-    if crashed and outcome.kind in (Kind.WRONG, Kind.LOST, Kind.HANG, Kind.CRASH, Kind.SLOW):
-        prefix = "" if outcome.kind == Kind.CRASH else f"; {outcome.message}"
-        outcome.message = f"{crashed[0]}{prefix}"
-        outcome.kind = Kind.CRASH
-
-
-def _last_line(text: str) -> str:
-    lines = [line for line in text.strip().splitlines() if line.strip()]
-    return lines[-1] if lines else "an exception"

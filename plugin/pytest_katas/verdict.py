@@ -42,6 +42,7 @@ class KataFailure(AssertionError):
         super().__init__(message)
         self.kind = kind
         self.seed = seed  # the --kata-seed that replays it, when schedule noise found it
+        self.traced = False  # the trace proved it: nothing more to add from the trace
 
 
 def fail_as(kind: str | Kind, message: str) -> KataFailure:
@@ -61,6 +62,7 @@ class Outcome:
     seed: int | None = None
     duration: float = 0.0
     skip: tuple[str, int, str] | None = None
+    traced: bool = False  # the verdict comes from the trace already
 
     def text(self) -> str:
         head = f"{self.kind.name}: {self.message}" if self.kind is not None else self.message

@@ -1,0 +1,97 @@
+"""Interleaving tables: the few events that matter, one column per process or thread, in
+the order they happened (in the spirit of Lincheck's traces)."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Sequence
+from typing import Any, Final
+
+from pytest_katas.history import Event, History
+
+__all__ = ["describe", "interleaving", "location_name"]
+
+_WIDTH: Final = 40
+_COLUMNS: Final = 4
+_ROWS: Final = 16
+
+_ATTR: Final = re.compile(r"^(?P<cls>[\w.<>]+)@[0-9a-f]+\.(?P<attr>\w+)$")
+_KEY: Final = re.compile(r"^m[0-9a-f]+@[0-9a-f]+\[(?P<key>.*)\]$")
+
+
+def location_name(event: Event) -> str:
+    """What an access touched, as the learner would write it."""
+    match = _ATTR.match(event.obj)
+    if match:
+        return f"{match['cls'].rsplit('.', 1)[-1]}.{match['attr']}"
+    match = _KEY.match(event.obj)
+    if match:
+        typeid = event.extra[0] if isinstance(event.extra, list) and event.extra else "proxy"
+        key = match["key"]
+        return f"the Manager {typeid}'s value" if key == "'value'" else f"{typeid}[{key}]"
+    return event.obj
+
+
+def _value(event: Event) -> Any:
+    extra = event.extra
+    return extra[2] if isinstance(extra, list) and len(extra) == 3 else extra
+
+
+def describe(event: Event, lock_name: Callable[[str], str] = str) -> str:
+    """One event in a few words: ``read Counter._value = 41``."""
+    op = event.op
+    if op in ("read", "write"):
+        return f"{op:<5} {location_name(event)} = {_value(event)!r}"
+    if op == "recv":
+        size, _, error = event.extra
+        if error == "EOF":
+            return "recv() -> EOFError"
+        return f"recv() -> {size} bytes" if not error else f"recv() -> {error}"
+    if op == "send":
+        return f"send() {event.extra} bytes"
+    if op == "garbled":
+        return f"recv() -> {event.extra}"
+    if op in ("acq", "rel"):
+        return f"{'acquire' if op == 'acq' else 'release'} {lock_name(event.obj)}"
+    if op == "close":
+        return "close()"
+    if op == "ssend":
+        asked, sent = event.extra
+        return f"send() {sent} of {asked} bytes"
+    if op == "srecv":
+        return f"recv() -> {event.extra[1]} bytes"
+    return op
+
+
+def interleaving(
+    history: History,
+    events: Sequence[Event],
+    relpath: Callable[[str], str],
+    lock_name: Callable[[str], str] = str,
+) -> str:
+    """A table of ``events``: a column per thread, a row per event, lines at the end."""
+    actors: list[tuple[int, int]] = []
+    for event in events:
+        if event.actor not in actors:
+            actors.append(event.actor)
+    actors = actors[:_COLUMNS]
+    shown = [e for e in events if e.actor in actors][:_ROWS]
+    cells = []
+    for event in shown:
+        text = describe(event, lock_name)
+        if event.site is not None:
+            text += f"  (line {event.site.line})"
+        cells.append((actors.index(event.actor), text))
+    width = min(max([len(t) for _, t in cells] + [12]), _WIDTH)
+    heads = [history.actor(*actor).label for actor in actors]
+    width = max(width, *(len(h) for h in heads))
+    lines = ["  " + " | ".join(f"{h:<{width}}" for h in heads).rstrip()]
+    lines.append("  " + "-+-".join("-" * width for _ in heads))
+    for column, text in cells:
+        row = [""] * len(actors)
+        row[column] = text if len(text) <= width else text[: width - 3] + "..."
+        lines.append("  " + " | ".join(f"{c:<{width}}" for c in row).rstrip())
+    files = {e.site.file for e in shown if e.site is not None}
+    if len(files) == 1:
+        lines.append(f"  (lines of {relpath(next(iter(files)))})")
+    return "\n".join(lines)
