@@ -110,11 +110,11 @@ def samples(folder: Path) -> list[tuple[str, Path]]:
     )
 
 
-def expected_kinds(path: Path) -> set[str]:
-    """The ``expect: a, b`` line of a mutant's docstring."""
+def expected_kinds(path: Path, key: str = "expect") -> set[str]:
+    """The ``expect: a, b`` line of a mutant's docstring (or another ``key:`` line)."""
     for line in path.read_text(encoding="utf-8").splitlines()[:10]:
-        if line.startswith("expect:"):
-            return {k.strip() for k in line.removeprefix("expect:").split(",") if k.strip()}
+        if line.startswith(f"{key}:"):
+            return {k.strip() for k in line.removeprefix(f"{key}:").split(",") if k.strip()}
     return set()
 
 

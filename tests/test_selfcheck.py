@@ -95,6 +95,21 @@ def test_every_mutant_is_caught(kata, path, tmp_path):
     )
 
 
+# Mutants whose docstring says `trace: race`: the trace alone must catch them, every run.
+RACES = [(k, p) for k, p in samples(MUTANTS) if expected_kinds(p, "trace") == {"race"}]
+
+
+@pytest.mark.mutants
+@pytest.mark.parametrize("kata,path", RACES, ids=[f"{k}/{p.stem}" for k, p in RACES])
+def test_every_race_mutant_is_caught_without_noise_with_its_interleaving(kata, path, tmp_path):
+    run = run_kata(kata, str(path), tmp_path, "-x", "--kata-timeout=5", "--kata-noise=off")
+    failed = run.failed()
+    assert failed, f"race mutant {kata}/{path.stem} passed with the noise off\n{run.explain()}"
+    assert failed[0].kind == "race", f"{kata}/{path.stem}: {failed[0].text[:2000]}"
+    table = [line for line in failed[0].text.splitlines() if " | " in line]
+    assert len(table) >= 2, f"no interleaving table in:\n{failed[0].text[:2000]}"
+
+
 @pytest.mark.variants
 @pytest.mark.parametrize(
     "kata,path", samples(VARIANTS), ids=[f"{k}/{p.stem}" for k, p in samples(VARIANTS)]

@@ -423,7 +423,7 @@ def test_a_child_crash_that_leaves_the_parent_waiting_fails_long_before_the_dead
     result.stdout.fnmatch_lines(
         [
             "CRASH: child process 'Process-1' (pid *, target _child at *) raised ValueError: "
-            "bad item at katas/demo/demo.py:4 (`raise ValueError(\"bad item\")`); the test "
+            'bad item at katas/demo/demo.py:4 (`raise ValueError("bad item")`); the test '
             "was still stuck 2 s after a child process crashed*"
         ]
     )

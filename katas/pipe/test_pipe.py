@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections import Counter
 
-from pytest_katas import children, fail_as
+from pytest_katas import children, fail_as, observed
 
 FALSY = [0, "", None, False, 0.0, [], b"", ()]
 MIB = 1 << 20
@@ -50,6 +50,43 @@ def test_relay_uses_exactly_one_child_process(kata):
     started = children()
     assert len(started) == 1, (
         f"relay() must start exactly one child process; it started {len(started)}"
+    )
+
+
+def test_relay_sends_every_item_through_a_pipe(kata):
+    items = ["a", 0, None, "b"]
+    kata.relay(items)
+    seen = observed(kata)
+    sent = seen.events("send", pid=seen.test_process().pid)
+    if len(sent) < len(items):
+        raise fail_as(
+            "contract",
+            f"relay() sent {len(sent)} message(s) through pipes for {len(items)} items "
+            f"({len(seen.pipes())} pipe(s) made): every item must travel to the child "
+            "through a multiprocessing.Pipe, one send() each. A Queue is not a Pipe.",
+        )
+
+
+def test_relay_child_reads_until_end_of_file(kata):
+    kata.relay([1, 2, 3])
+    seen = observed(kata)
+    if len(seen.children()) != 1:
+        return  # test_relay_uses_exactly_one_child_process says what is wrong
+    (child,) = seen.children()
+    reads = seen.events("recv", pid=child.pid)
+    if not reads:
+        raise fail_as("contract", f"relay's child ({child.name}) never received from a pipe")
+    last = reads[-1]
+    if last.extra[2] == "EOF":
+        return
+    still_open = seen.open_write_copies(last.obj, last.ts)
+    where = f"; when it stopped, it was still open in: {'; '.join(map(seen.story, still_open))}"
+    raise fail_as(
+        "contract",
+        f"relay's child ({child.name}) stopped reading at {seen.line(last.site)} without end "
+        "of file: recv() never raised EOFError there. End of file comes only once every "
+        f"copy of the pipe's write end is closed{where if still_open else ''}. Close every "
+        "end a process does not use, then read until EOFError, with no sentinel",
     )
 
 
@@ -145,6 +182,31 @@ def test_fan_out_keeps_each_consumers_items_in_the_order_sent(kata):
     for name, received in got.items():
         if received != sorted(received):
             raise fail_as("order", f"{name} received items out of the order they were sent")
+
+
+def test_fan_out_consumers_all_read_one_pipe(kata):
+    items = list(range(20))
+    kata.fan_out(items, consumers=3)
+    seen = observed(kata)
+    reading = {p.pid: {e.obj for e in seen.received(p.pid)} for p in seen.children()}
+    consumers = {pid: ends for pid, ends in reading.items() if ends}
+    ends = set().union(*consumers.values()) if consumers else set()
+    sent = len(seen.events("send"))
+    if len(consumers) < 3 or sent < len(items):
+        raise fail_as(
+            "contract",
+            f"fan_out(consumers=3) moved {len(items)} items with {sent} send(s) on pipes, and "
+            f"{len(consumers)} process(es) received from a pipe: every item must travel "
+            "from the producer through one multiprocessing.Pipe that the 3 consumers read",
+        )
+    if len(ends) > 1:
+        made = sorted({seen.line(p.made_at) for p in seen.pipes() if set(p.ends) & ends})
+        raise fail_as(
+            "contract",
+            f"fan_out's {len(consumers)} consumers read from {len(ends)} different pipe ends "
+            f"(pipes made at {', '.join(made)}): the task is ONE pipe that every consumer "
+            "reads, taking turns under one Lock",
+        )
 
 
 def test_fan_out_starts_a_producer_and_one_process_per_consumer(kata):

@@ -2,9 +2,18 @@
 
 from __future__ import annotations
 
-from pytest_katas.observe import ChildProcess, children
+from pytest_katas.observe import ChildProcess, Observed, children, observed
 from pytest_katas.verdict import KataFailure, Kind, fail_as
 
-__all__ = ["ChildProcess", "KataFailure", "Kind", "__version__", "children", "fail_as"]
+__all__ = [
+    "ChildProcess",
+    "KataFailure",
+    "Kind",
+    "Observed",
+    "__version__",
+    "children",
+    "fail_as",
+    "observed",
+]
 
 __version__ = "0.1.0"

@@ -7,12 +7,12 @@ import dataclasses
 from collections.abc import Callable
 from typing import Final, final
 
-from pytest_katas import races, tables, trace
+from pytest_katas import races, tables, trace, waits
 from pytest_katas.channel import RunDir
-from pytest_katas.history import History
+from pytest_katas.history import Event, History, Site
 from pytest_katas.verdict import Kind, Outcome
 
-__all__ = ["Finding", "apply", "audit", "race_finding"]
+__all__ = ["Finding", "apply", "audit", "deadlock_finding", "race_finding"]
 
 # What a proven race does not explain: the learner's file does not load, a stub, a guard.
 _NOT_A_SYMPTOM: Final = (Kind.TODO, Kind.BROKEN, Kind.CAP)
@@ -112,7 +112,38 @@ def audit(rundir: RunDir, files: tuple[str, ...], relpath: Callable[[str], str])
             "Is a loop sending, locking or reading far more often than the task needs?",
         )
     found = races.find_races(history, limit=1)
-    return race_finding(history, found[0], relpath) if found else None
+    if found:
+        return race_finding(history, found[0], relpath)
+    return short_send(history)
+
+
+def short_send(history: History) -> Finding | None:
+    """A socket send() that sent only part of its data, and nothing sent the rest."""
+    pending: dict[tuple[int, int, str], Event] = {}
+    for event in history.events:
+        if event.op not in ("ssend", "srecv", "sendall", "shutdown", "sclose"):
+            continue
+        key = (event.pid, event.tid, event.obj)
+        if key in pending and event.op != "ssend":
+            break
+        pending.pop(key, None)
+        if event.op == "ssend" and event.extra[1] < event.extra[0]:
+            pending[key] = event
+    if not pending:
+        return None
+    event = min(pending.values(), key=lambda e: e.index)
+    asked, sent = event.extra
+    who = history.actor(*event.actor).label
+    at = f" at line {event.site.line}" if event.site is not None else ""
+    source = f" (`{event.site.source()}`)" if event.site is not None else ""
+    return Finding(
+        Kind.LOST,
+        f"{who} treated a short send() as done: send(){at}{source} sent {sent:,} of "
+        f"{asked:,} bytes, and the other {asked - sent:,} were never sent",
+        "send() may send only part of what it is given, and returns how much it sent (the "
+        "tests make that happen on purpose, as a busy network does). Loop until every byte "
+        "is sent, or call sendall(), which does that loop for you.",
+    )
 
 
 def apply(outcome: Outcome, finding: Finding) -> None:
@@ -122,6 +153,9 @@ def apply(outcome: Outcome, finding: Finding) -> None:
         outcome.status = "failed"
     elif outcome.kind in _NOT_A_SYMPTOM:
         return
+    elif finding.kind == Kind.CAP:  # the trace stopped short: the test's own verdict stands
+        outcome.details = f"{outcome.details}\n\nAlso: {finding.message}".strip()
+        return
     else:
         seen = f"{outcome.kind.name}: {outcome.message}" if outcome.kind else outcome.message
         details = f"{finding.details}\n\nWhat the test saw: {seen}"
@@ -129,3 +163,109 @@ def apply(outcome: Outcome, finding: Finding) -> None:
     outcome.kind, outcome.message, outcome.details = finding.kind, finding.message, finding.details
     outcome.seed = None
     outcome.traced = True
+
+
+def _lock_holder(history: History, lock: str) -> tuple[tuple[int, int], Site | None] | None:
+    """Who holds ``lock`` now, and where they took it, from its acquires and releases."""
+    held: dict[tuple[int, int], list[Site | None]] = {}
+    for event in history.events:
+        if event.obj != lock:
+            continue
+        if event.op == "acq":
+            held.setdefault(event.actor, []).append(event.site)
+        elif event.op == "rel" and held.get(event.actor):
+            held[event.actor].pop()
+    for actor, sites in held.items():
+        if sites:
+            return actor, sites[0]
+    return None
+
+
+def _copy_of(history: History, end: str, pid: int) -> str:
+    """How process ``pid`` came to hold ``end``: made it, inherited it, was passed it."""
+    for copy in history.copies.get(end, []):
+        if copy.pid != pid:
+            continue
+        line = f" at line {copy.at.line}" if copy.at is not None else ""
+        proc = history.processes.get(pid)
+        if copy.how == "inherited" and proc is not None and proc.started_at is not None:
+            line = f" when it was started at line {proc.started_at.line}"
+        if copy.how == "made":
+            return f"made it{line}"
+        return f"{copy.how} it{line}"
+    return "holds it"
+
+
+def _write_end(history: History, end: str) -> str:
+    if end.startswith("p") and end.endswith("r"):
+        return end[:-1] + "w"
+    pipe = history.end_pipe.get(end)
+    return pipe.peer(end) if pipe is not None else end
+
+
+def deadlock_finding(
+    history: History, dead: waits.Deadlock, relpath: Callable[[str], str]
+) -> Finding:
+    """The wait-for picture of a test that can no longer move, and its likeliest cause."""
+    label = {w: history.actor(w.pid, w.ident).label for w in dead.waiters}
+    lines: list[str] = []
+    causes: list[str] = []
+    for waiter in dead.waiters:
+        wait = waits.describe_wait(waiter, relpath)
+        reason = ""
+        if waiter.op in ("recv", "poll") and waiter.obj in dead.holders:
+            end = _write_end(history, waiter.obj)
+            holders = dead.holders[waiter.obj]
+            names = [
+                f"{history.label(pid)}{' itself' if pid == waiter.pid else ''} "
+                f"({_copy_of(history, end, pid)})"
+                for pid in holders
+            ]
+            reason = f"the write end is still open in {', '.join(names)}"
+            others = [n for pid, n in zip(holders, names, strict=True) if pid != waiter.pid]
+            also = f", and in {', '.join(others)}, which wait too" if others else ""
+            if waiter.pid in holders:
+                causes.insert(
+                    0,
+                    f"{label[waiter]} waits forever in {wait}: the pipe's write end is still "
+                    f"open in {label[waiter]} itself ({_copy_of(history, end, waiter.pid)}, "
+                    f"never closed){also}, so end of file never comes and nobody is left to "
+                    "send",
+                )
+            elif holders:
+                causes.append(
+                    f"{label[waiter]} waits forever in {wait}: nobody left can send on that "
+                    f"pipe, and its write end stays open in {', '.join(names)}, which wait too"
+                )
+        elif waiter.op == "acquire":
+            holder = _lock_holder(history, waiter.obj)
+            if holder is not None:
+                (pid, tid), took = holder
+                who = history.actor(pid, tid).label
+                at = f" (taken at line {took.line})" if took is not None else ""
+                reason = f"the lock is held by {who}{at}"
+                if not any(w.pid == pid and w.ident == tid for w in dead.waiters):
+                    reason += ", which has ended without releasing it"
+        lines.append(f"  {label[waiter]} waits in {wait}" + (f": {reason}" if reason else ""))
+    lock_waits = [w for w in dead.waiters if w.op == "acquire"]
+    if not causes and len(lock_waits) >= 2:
+        causes.append(
+            f"{len(lock_waits)} threads or processes each wait for a lock another of them "
+            "holds: a deadlock. Take locks in one fixed order, with `with`"
+        )
+    first = dead.waiters[0]
+    headline = (
+        causes[0]
+        if causes
+        else (
+            f"every process of the test waits and none can go on: {label[first]} waits in "
+            f"{waits.describe_wait(first, relpath)}"
+        )
+    )
+    details = (
+        f"Who waits for what ({waits.QUIET:g} s after the last one stopped):\n"
+        + "\n".join(lines)
+        + "\n\nNothing left running can wake any of them, so the test was stopped at once "
+        "instead of at its deadline."
+    )
+    return Finding(Kind.HANG, headline, details)

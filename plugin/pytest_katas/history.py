@@ -98,6 +98,7 @@ class ProcessView:
     token: str | None = None
     started_at: Site | None = None  # the learner line that started it (in its parent)
     exitcode: int | None = None
+    ended_ts: int | None = None  # its last words (``pend``), if it said them
     events: list[Event] = dataclasses.field(default_factory=list)
 
     @property
@@ -116,6 +117,7 @@ class EndCopy:
     at: Site | None
     closed_at: Site | None = None
     closed: bool = False
+    closed_ts: int | None = None  # when: by close(), or when its process ended
 
 
 @final
@@ -209,7 +211,9 @@ class History:
             elif op == "close":
                 for copy in self.copies.get(event.obj, []):
                     if copy.pid == event.pid and not copy.closed:
-                        copy.closed, copy.closed_at = True, event.site
+                        copy.closed, copy.closed_at, copy.closed_ts = True, event.site, event.ts
+            elif op == "pend":
+                proc.ended_ts = event.ts
             elif op == "lock":
                 self.locks[event.obj] = (str(event.extra[0]), event.site)
             elif op == "capped":
@@ -246,6 +250,18 @@ class History:
     def label(self, pid: int) -> str:
         proc = self.processes.get(pid)
         return _process_label(proc) if proc is not None else f"pid {pid}"
+
+    def open_copies(self, end: str, at: int) -> list[EndCopy]:
+        """The copies of ``end`` still open at time ``at``: not closed, process not ended."""
+        found = []
+        for copy in self.copies.get(end, []):
+            if copy.closed_ts is not None and copy.closed_ts <= at:
+                continue
+            ended = self.processes[copy.pid].ended_ts if copy.pid in self.processes else None
+            if ended is not None and ended <= at:
+                continue
+            found.append(copy)
+        return found
 
 
 def _process_label(proc: ProcessView) -> str:

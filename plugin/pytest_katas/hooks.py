@@ -93,7 +93,7 @@ def _patch_connections() -> None:
         end = getattr(self, "_kata_end", None)
         if end is not None:
             trace.access("send", end, len(buf))
-        trace.wait_begin("send", end or "pipe", False, trace.site())
+        trace.wait_begin("send", end or f"fd:{self._handle}", False, trace.site())
         try:
             send_bytes(self, buf)
         finally:
@@ -103,7 +103,7 @@ def _patch_connections() -> None:
         end = getattr(self, "_kata_end", None)
         where = trace.site() if end is not None else -1
         started = trace._now()
-        trace.wait_begin("recv", end or "pipe", False, where)
+        trace.wait_begin("recv", end or f"fd:{self._handle}", False, where)
         try:
             buf = recv_bytes(self, maxsize)
         except EOFError:
@@ -149,7 +149,8 @@ def _patch_connections() -> None:
     def poll_(self: Any, timeout: float | None = 0.0) -> bool:
         if timeout is not None and timeout <= 0:
             return bool(poll(self, timeout))
-        trace.wait_begin("poll", getattr(self, "_kata_end", "pipe"), timeout is not None)
+        end = getattr(self, "_kata_end", None) or f"fd:{self._handle}"
+        trace.wait_begin("poll", end, timeout is not None)
         try:
             return bool(poll(self, timeout))
         finally:
@@ -774,18 +775,17 @@ def _sock_id(sock: socket.socket) -> str:
 
 
 def _patch_sockets() -> None:
+    """A socket's peer may be anywhere, so a thread waiting on one never counts as stuck
+    for good: socket calls are traced, but not shown in the status table."""
     cls = socket.socket
     if _patched(cls, "send"):
         return
     c_send, c_sendall, c_recv = cls.send, cls.sendall, cls.recv
     c_recv_into, c_accept, c_shutdown, c_close = cls.recv_into, cls.accept, cls.shutdown, cls.close
 
-    def timed(sock: socket.socket) -> bool:
-        return sock.gettimeout() is not None
-
     def send(self: socket.socket, data: Any, flags: int = 0) -> int:
         schedule.jitter(0.1, 0.001)
-        where = trace.site()
+        where = trace.site() if trace.tracing() else -1
         if where < 0:
             return int(c_send(self, data, flags))
         view = memoryview(data)
@@ -794,35 +794,20 @@ def _patch_sockets() -> None:
             # send() may write only part of what it is given; the learner's must cope, so
             # it is made to happen here. sendall() is not touched: it loops by itself.
             view = view.cast("B")[: asked // 2]
-        trace.wait_begin("send", _sock_id(self), timed(self), where)
-        try:
-            sent = int(c_send(self, view, flags))
-        finally:
-            trace.wait_end()
+        sent = int(c_send(self, view, flags))
         trace.access("ssend", _sock_id(self), [asked, sent], where)
         return sent
 
     def sendall(self: socket.socket, data: Any, flags: int = 0) -> None:
         schedule.jitter(0.1, 0.001)
-        where = trace.site()
+        where = trace.site() if trace.tracing() else -1
         if where >= 0:
             trace.access("sendall", _sock_id(self), memoryview(data).nbytes, where)
-            trace.wait_begin("sendall", _sock_id(self), timed(self), where)
-        try:
-            c_sendall(self, data, flags)
-        finally:
-            if where >= 0:
-                trace.wait_end()
+        c_sendall(self, data, flags)
 
     def recv(self: socket.socket, bufsize: int, flags: int = 0) -> bytes:
-        where = trace.site()
-        if where >= 0:
-            trace.wait_begin("recv", _sock_id(self), timed(self), where)
-        try:
-            data = c_recv(self, bufsize, flags)
-        finally:
-            if where >= 0:
-                trace.wait_end()
+        data = c_recv(self, bufsize, flags)
+        where = trace.site() if trace.tracing() else -1
         if where >= 0:
             trace.access("srecv", _sock_id(self), [bufsize, len(data)], where)
         schedule.jitter(0.1, 0.001)
@@ -834,26 +819,20 @@ def _patch_sockets() -> None:
         return got
 
     def accept(self: socket.socket) -> tuple[socket.socket, Any]:
-        where = trace.site()
-        if where >= 0:
-            trace.wait_begin("accept", _sock_id(self), timed(self), where)
-        try:
-            conn, address = c_accept(self)
-        finally:
-            if where >= 0:
-                trace.wait_end()
+        conn, address = c_accept(self)
+        where = trace.site() if trace.tracing() else -1
         if where >= 0:
             trace.access("accept", _sock_id(self), _sock_id(conn), where)
         return conn, address
 
     def shutdown(self: socket.socket, how: int) -> None:
-        where = trace.site()
+        where = trace.site() if trace.tracing() else -1
         if where >= 0:
             trace.access("shutdown", _sock_id(self), how, where)
         c_shutdown(self, how)
 
     def close(self: socket.socket) -> None:
-        where = trace.site()
+        where = trace.site() if trace.tracing() else -1
         if where >= 0 and not self._closed:  # type: ignore[attr-defined]
             trace.access("sclose", _sock_id(self), None, where)
         c_close(self)

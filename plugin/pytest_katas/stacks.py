@@ -186,8 +186,10 @@ def summary(proc: ProcessStack, learner_files: set[str], relpath: Callable[[str]
         text += f" at {mine.where(relpath)}"
         if mine.source():
             text += f" (`{mine.source()}`)"
-    elif main.frames:
-        text += f" at {main.frames[0].where(relpath)} in {main.frames[0].function}"
+    else:
+        frame = next((f for f in main.frames if not _is_machinery(f.filename)), None)
+        if frame is not None:
+            text += f" at {frame.where(relpath)} in {frame.function}"
     if proc.blocked_since is not None:
         text += f" for at least {proc.blocked_since:.1f} s"
     return text

@@ -15,7 +15,7 @@ from typing import final
 import psutil
 import pytest
 
-from pytest_katas import channel, crashes, findings, procs, races, sandbox, stacks
+from pytest_katas import channel, crashes, findings, procs, races, sandbox, stacks, waits
 from pytest_katas.history import History
 from pytest_katas.verdict import Kind, Outcome
 from pytest_katas.watchdog import Watchdog
@@ -52,6 +52,8 @@ class _Watch:
         self.reaped: dict[int, int] = {}
         self.first_sample: dict[int, stacks.ProcessStack] = {}
         self.first_sample_at = 0.0
+        self.members: list[int] = [pid]
+        self.deadlocks = waits.DeadlockWatch(spec.rundir, spec.files) if spec.tracing else None
 
     @property
     def elapsed(self) -> float:
@@ -82,7 +84,7 @@ class _Watch:
                 os.write(fds[fd], data[:room])
 
     def check_caps(self) -> Outcome | None:
-        members = procs.group_members(self.pid)
+        members = self.members = procs.group_members(self.pid)
         self.seen.update(members)
         limits = self.limits
         if len(members) > limits.max_processes:
@@ -210,6 +212,9 @@ def _watch(watch: _Watch, fds: dict[int, int]) -> Outcome:
             capped = watch.check_caps()
             if capped is not None:
                 return capped
+            dead = watch.deadlocks.check(watch.members) if watch.deadlocks is not None else None
+            if dead is not None:
+                return _deadlocked(watch, dead)
             if not crashed and watch.spec.rundir.has(channel.RAISED):
                 # A child died of an exception. If the test is stuck because of it, say so
                 # in CRASH_GRACE seconds rather than at the deadline.
@@ -292,6 +297,13 @@ def _hang(watch: _Watch) -> Outcome:
         f"the kata's kata.toml. It was {timeout:g} s."
     )
     return Outcome("failed", kind, f"{headline}: {hint}", details)
+
+
+def _deadlocked(watch: _Watch, dead: waits.Deadlock) -> Outcome:
+    spec = watch.spec
+    history = History.read(spec.rundir, spec.files)
+    found = findings.deadlock_finding(history, dead, spec.target.kata.relpath)
+    return Outcome("failed", found.kind, found.message, found.details)
 
 
 def _same_place(a: stacks.ProcessStack, b: stacks.ProcessStack) -> bool:

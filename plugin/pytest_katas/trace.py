@@ -49,7 +49,7 @@ __all__ = [
 ]
 
 SITE_BASE: Final = 1_000_000
-EVENT_CAP: Final = 200_000
+EVENT_CAP: Final = 100_000
 _FLUSH_AT: Final = 4096  # events buffered before a write
 
 _get_ident = _thread.get_ident

@@ -13,6 +13,7 @@ class Kind(str, enum.Enum):
     """What went wrong, in the learner's terms. The value is what reports print."""
 
     WRONG = "wrong answer"
+    CONTRACT = "right answer, wrong way"
     RACE = "race"
     LOST = "lost or duplicated item"
     ORDER = "wrong order"

@@ -1,6 +1,7 @@
 """MUTANT: count_down hands the lock to every worker, but no worker ever takes it.
 
 expect: race
+trace: race
 """
 
 from __future__ import annotations

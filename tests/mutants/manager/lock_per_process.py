@@ -1,6 +1,7 @@
 """MUTANT: each worker makes a Lock of its own, so no two workers ever share one.
 
-expect: race, lost
+expect: race
+trace: race
 """
 
 from __future__ import annotations

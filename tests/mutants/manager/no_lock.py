@@ -1,6 +1,7 @@
 """MUTANT: no lock anywhere: every worker updates the shared dict unguarded.
 
-expect: race, lost, wrong
+expect: race
+trace: race
 """
 
 from __future__ import annotations

@@ -1,6 +1,7 @@
 """MUTANT: consumers read the shared pipe without taking the lock.
 
-expect: lost, crash, hang
+expect: race
+trace: race
 """
 
 from __future__ import annotations

@@ -1,6 +1,7 @@
 """MUTANT: increment() reads the value under the lock but writes it back after releasing it.
 
 expect: race
+trace: race
 """
 
 from __future__ import annotations
