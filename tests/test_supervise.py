@@ -22,7 +22,7 @@ def run(pytester: pytest.Pytester, impl: str, tests: str, *args: str, timeout: f
     return pytester.runpytest_subprocess("katas/demo", "-p", "no:cacheprovider", *args)
 
 
-def test_it_fails_a_hang_in_the_test_process_and_shows_where(pytester):
+def test_it_fails_a_hang_at_the_deadline_and_shows_where(pytester):
     result = run(
         pytester,
         """
@@ -34,15 +34,57 @@ def test_it_fails_a_hang_in_the_test_process_and_shows_where(pytester):
         def test_returns(kata):
             kata.wait_forever()
         """,
+        "--kata-trace=off",
     )
     result.assert_outcomes(failed=1)
     result.stdout.fnmatch_lines(
         [
             "HANG: the test did not finish after 3 s*",
-            "test process (pid *) blocked in a threading Condition/Event/Barrier wait() "
+            "*test process (pid *) blocked in a threading Condition/Event/Barrier wait() "
             "at katas/demo/demo.py:4*",
         ]
     )
+
+
+def test_a_wait_nobody_can_end_fails_at_once_not_at_the_deadline(pytester):
+    result = run(
+        pytester,
+        """
+        import threading
+        def wait_forever():
+            threading.Event().wait()
+        """,
+        """
+        def test_returns(kata):
+            kata.wait_forever()
+        """,
+        timeout=30,
+    )
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(
+        [
+            "HANG: every process of the test waits and none can go on: test process waits in "
+            "wait() at katas/demo/demo.py:4 (`threading.Event().wait()`)",
+            "Who waits for what*",
+        ]
+    )
+    assert result.duration < 15  # the deadline is 30 s
+
+
+def test_a_wait_with_a_timeout_is_not_taken_for_a_deadlock(pytester):
+    result = run(
+        pytester,
+        """
+        import threading
+        def wait_a_while():
+            return threading.Event().wait(1.5)
+        """,
+        """
+        def test_returns(kata):
+            assert kata.wait_a_while() is False
+        """,
+    )
+    result.assert_outcomes(passed=1)
 
 
 @pytest.mark.parametrize("method", ["fork", "spawn", "forkserver"])
@@ -68,25 +110,23 @@ def stuck():
             kata.stuck()
         """,
         f"--kata-start-method={method}",
+        "--kata-trace=off",
     )
     result.assert_outcomes(failed=1)
     result.stdout.fnmatch_lines(
         [
             "HANG:*",
-            "consumer (pid *) blocked in Connection.recv() at katas/demo/demo.py:10 "
+            "*consumer (pid *) blocked in Connection.recv() at katas/demo/demo.py:10 "
             "(`conn.recv()`)*",
-            "test process (pid *) blocked in Process.join()*",
             "*>> katas/demo/demo.py:10 in _child",
+            "*test process (pid *) blocked in Process.join()*",
         ]
     )
     assert len(pidfile.read_text().split()) == 2
     assert pids_left(pidfile) == []
 
 
-def test_it_names_a_deadlock_on_two_locks(pytester):
-    result = run(
-        pytester,
-        """
+TWO_LOCKS = """
         import multiprocessing
         def _one_way(first, second, ready, go):
             with first:
@@ -109,11 +149,34 @@ def test_it_names_a_deadlock_on_two_locks(pytester):
             go.set()
             for p in procs:
                 p.join()
-        """,
+"""
+
+
+def test_it_names_a_deadlock_on_two_locks(pytester):
+    result = run(
+        pytester,
+        TWO_LOCKS,
         """
         def test_returns(kata):
             kata.deadlock()
         """,
+    )
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(
+        [
+            "HANG: Process-* waits at line 7 for the lock Process-* took at line 4; Process-* "
+            "waits at line 7 for the lock Process-* took at line 4: each holds what the other "
+            "needs, a deadlock*",
+            "*Process-1 waits in acquire() at katas/demo/demo.py:7 (`with second:`): the lock "
+            "is held by Process-2 (taken at line 4)",
+        ]
+    )
+    assert result.duration < 10
+
+
+def test_it_names_a_deadlock_on_two_locks_at_the_deadline_without_the_trace(pytester):
+    result = run(
+        pytester, TWO_LOCKS, "def test_returns(kata):\n    kata.deadlock()\n", "--kata-trace=off"
     )
     result.assert_outcomes(failed=1)
     result.stdout.fnmatch_lines(["HANG:*Lock.acquire()*deadlock*"])
@@ -323,7 +386,7 @@ def test_it_reports_hangs_normally_under_xdist(pytester):
         "2",
     )
     result.assert_outcomes(failed=1, passed=1)
-    result.stdout.fnmatch_lines(["*HANG: the test did not finish after 3 s*"])
+    result.stdout.fnmatch_lines(["*HANG: every process of the test waits and none can go on*"])
 
 
 def test_pytest_timeout_firing_first_still_leaves_nothing_behind(pytester):
@@ -393,10 +456,11 @@ def test_it_reads_the_test_process_stack_whatever_it_is_blocked_in(pytester, cal
         def test_returns(kata):
             kata.block()
         """,
+        "--kata-trace=off",
     )
     result.assert_outcomes(failed=1)
     result.stdout.fnmatch_lines(
-        [f"test process (pid *) blocked in {shown} at katas/demo/demo.py:*"]
+        [f"*test process (pid *) blocked in {shown} at katas/demo/demo.py:*"]
     )
 
 
@@ -423,8 +487,9 @@ def test_a_child_crash_that_leaves_the_parent_waiting_fails_long_before_the_dead
     result.stdout.fnmatch_lines(
         [
             "CRASH: child process 'Process-1' (pid *, target _child at *) raised ValueError: "
-            'bad item at katas/demo/demo.py:4 (`raise ValueError("bad item")`); the test '
-            "was still stuck 2 s after a child process crashed*"
+            'bad item at katas/demo/demo.py:4 (`raise ValueError("bad item")`); test process '
+            "waits forever in recv() at katas/demo/demo.py:9 (`return mine.recv()`): the pipe's "
+            "write end is still open in test process itself (made it at line 6, never closed)*"
         ]
     )
     assert result.duration < 30

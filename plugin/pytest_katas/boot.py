@@ -9,7 +9,6 @@ Everything here talks to the supervisor through the run directory (:mod:`.channe
 
 from __future__ import annotations
 
-import faulthandler
 import importlib.abc
 import importlib.machinery
 import importlib.util
@@ -21,7 +20,7 @@ import time
 import traceback
 from collections.abc import Sequence
 from importlib.machinery import ModuleSpec
-from types import ModuleType
+from types import FrameType, ModuleType
 from typing import IO, Any, Final
 
 from pytest_katas import channel
@@ -76,6 +75,36 @@ def learner_site(frames: traceback.StackSummary | None = None) -> str | None:
     return None
 
 
+def _dump_stacks(signum: int, frame: FrameType | None) -> None:
+    """Write every thread's stack, innermost call first, in faulthandler's format.
+
+    faulthandler can dump from a C signal handler whatever Python is doing, but it walks
+    the other threads' frames while they run, and that crashes the process when a thread
+    is busy making and dropping frames (seen with a learner's spinning loop). This handler
+    runs in the main thread between two bytecodes, holding the GIL: a blocked call returns
+    EINTR, the handler runs, and the call goes on.
+    """
+    handle = _stack_file
+    if handle is None:
+        return
+    try:
+        lines = []
+        here = threading.get_ident()
+        for ident, top in sys._current_frames().items():
+            head = "Current thread" if ident == here else "Thread"
+            lines.append(f"{head} 0x{ident:016x} (most recent call first):")
+            walk = frame if ident == here else top
+            while walk is not None:
+                code = walk.f_code
+                lines.append(f'  File "{code.co_filename}", line {walk.f_lineno} in {code.co_name}')
+                walk = walk.f_back
+            lines.append("")
+        handle.write("\n".join(lines) + "\n")
+        handle.flush()
+    except Exception:  # noqa: BLE001, S110 - a stack dump must never break the learner's code
+        pass
+
+
 def _target_name(func: Any) -> str | None:
     return None if func is None else (getattr(func, "__qualname__", None) or repr(func))
 
@@ -107,7 +136,8 @@ def register(name: str, func: Any = None, role: str | None = None) -> None:
     if _stack_file is not None:
         _stack_file.close()
     _stack_file = open(rundir.stack_path(pid), "w", encoding="utf-8")
-    faulthandler.register(STACK_SIGNAL, file=_stack_file, all_threads=True, chain=False)
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(STACK_SIGNAL, _dump_stacks)
     info = channel.ProcessInfo(
         pid=pid,
         name=name,

@@ -123,7 +123,7 @@ def short_send(history: History) -> Finding | None:
     for event in history.events:
         if event.op not in ("ssend", "srecv", "sendall", "shutdown", "sclose"):
             continue
-        key = (event.pid, event.tid, event.obj)
+        key = (event.pid, event.thread, event.obj)
         if key in pending and event.op != "ssend":
             break
         pending.pop(key, None)
@@ -181,6 +181,40 @@ def _lock_holder(history: History, lock: str) -> tuple[tuple[int, int], Site | N
     return None
 
 
+def _lock_cycle(history: History, dead: waits.Deadlock) -> str | None:
+    """``A holds ... and waits for ..., which B holds ...``: a cycle of lock waits."""
+    waiting = {
+        (w.pid, history.thread_of(w.pid, w.ident)): w for w in dead.waiters if w.op == "acquire"
+    }
+    holds: dict[tuple[int, int], tuple[tuple[int, int], Site | None]] = {}
+    for actor, waiter in waiting.items():
+        holder = _lock_holder(history, waiter.obj)
+        if holder is not None:
+            holds[actor] = holder
+    for start in holds:
+        path, actor = [start], holds[start][0]
+        while actor in holds and actor not in path:
+            path.append(actor)
+            actor = holds[actor][0]
+        if actor != start or len(path) < 2:
+            continue
+        parts = []
+        for me, other in zip(path, path[1:] + path[:1], strict=True):
+            wait = waiting[me].site
+            took = holds[other][1]
+            parts.append(
+                f"{history.actor(*me).label} waits at "
+                f"{'line ' + str(wait.line) if wait else 'a lock'} for the lock "
+                f"{history.actor(*other).label} took at "
+                f"{'line ' + str(took.line) if took else 'some point'}"
+            )
+        return (
+            "; ".join(parts) + ": each holds what the other needs, a deadlock. Take locks in "
+            "one fixed order everywhere, with `with`"
+        )
+    return None
+
+
 def _copy_of(history: History, end: str, pid: int) -> str:
     """How process ``pid`` came to hold ``end``: made it, inherited it, was passed it."""
     for copy in history.copies.get(end, []):
@@ -207,7 +241,7 @@ def deadlock_finding(
     history: History, dead: waits.Deadlock, relpath: Callable[[str], str]
 ) -> Finding:
     """The wait-for picture of a test that can no longer move, and its likeliest cause."""
-    label = {w: history.actor(w.pid, w.ident).label for w in dead.waiters}
+    label = {w: history.actor(w.pid, history.thread_of(w.pid, w.ident)).label for w in dead.waiters}
     lines: list[str] = []
     causes: list[str] = []
     for waiter in dead.waiters:
@@ -244,15 +278,14 @@ def deadlock_finding(
                 who = history.actor(pid, tid).label
                 at = f" (taken at line {took.line})" if took is not None else ""
                 reason = f"the lock is held by {who}{at}"
-                if not any(w.pid == pid and w.ident == tid for w in dead.waiters):
+                if not any(
+                    w.pid == pid and history.thread_of(w.pid, w.ident) == tid for w in dead.waiters
+                ):
                     reason += ", which has ended without releasing it"
         lines.append(f"  {label[waiter]} waits in {wait}" + (f": {reason}" if reason else ""))
-    lock_waits = [w for w in dead.waiters if w.op == "acquire"]
-    if not causes and len(lock_waits) >= 2:
-        causes.append(
-            f"{len(lock_waits)} threads or processes each wait for a lock another of them "
-            "holds: a deadlock. Take locks in one fixed order, with `with`"
-        )
+    cycle = _lock_cycle(history, dead)
+    if cycle and not causes:
+        causes.append(cycle)
     first = dead.waiters[0]
     headline = (
         causes[0]

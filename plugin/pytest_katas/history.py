@@ -22,6 +22,7 @@ The ops recorded by :mod:`.hooks`, by what they say:
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import linecache
 from collections.abc import Callable, Iterable
 from typing import Any, final
@@ -53,7 +54,8 @@ class Site:
 class Event:
     index: int  # position in the whole test's history
     pid: int
-    tid: int
+    tid: int  # threading.get_ident(): reused once a thread has ended
+    thread: int  # this thread, and no other, in the whole history
     ts: int
     op: str
     obj: str
@@ -62,7 +64,7 @@ class Event:
 
     @property
     def actor(self) -> tuple[int, int]:
-        return (self.pid, self.tid)
+        return (self.pid, self.thread)
 
 
 @final
@@ -71,7 +73,7 @@ class Actor:
     """One thread of one process."""
 
     pid: int
-    tid: int
+    thread: int
     name: str
     process: str
     main: bool = False
@@ -143,6 +145,7 @@ class History:
         self.events = events
         self.processes = processes
         self.actors: dict[tuple[int, int], Actor] = {}
+        self.idents: dict[tuple[int, int], int] = {}  # (pid, ident) -> its latest thread
         self.pipes: dict[str, PipeInfo] = {}
         self.end_pipe: dict[str, PipeInfo] = {}
         self.copies: dict[str, list[EndCopy]] = {}
@@ -157,16 +160,21 @@ class History:
         records = rundir.processes()
         exits = rundir.read(channel.EXITED)
         raw: list[tuple[int, int, list[Any]]] = []
+        serials = itertools.count(1)
         for pid in rundir.trace_pids():
+            current: dict[Any, int] = {}  # a thread ident -> the thread that has it now
             for order, event in enumerate(rundir.read_trace(pid)):
-                if len(event) == 6 and isinstance(event[0], int):
-                    raw.append((event[0], pid * 1_000_000 + order, [pid, *event]))
+                if len(event) != 6 or not isinstance(event[0], int):
+                    continue
+                tid = event[1]
+                if event[2] == "thread" or tid not in current:
+                    current[tid] = next(serials)  # a new thread (an ident can be reused)
+                raw.append((event[0], pid * 1_000_000 + order, [pid, current[tid], *event]))
         raw.sort(key=lambda item: (item[0], item[1]))
         events = []
-        for index, (_, _, (pid, ts, tid, op, obj, where, extra)) in enumerate(raw):
-            events.append(
-                Event(index, pid, int(tid), ts, str(op), str(obj), _site(where, files), extra)
-            )
+        for index, (_, _, (pid, thread, ts, tid, op, obj, where, extra)) in enumerate(raw):
+            site = _site(where, files)
+            events.append(Event(index, pid, int(tid), thread, ts, str(op), str(obj), site, extra))
         processes = {
             pid: ProcessView(pid, info.name, info.role, info.target, info.parent)
             for pid, info in records.items()
@@ -187,8 +195,9 @@ class History:
             if op == "thread":
                 main = not self.actors and proc.role == "test" or event.extra == "MainThread"
                 self.actors[event.actor] = Actor(
-                    event.pid, event.tid, str(event.extra), proc.name, main
+                    event.pid, event.thread, str(event.extra), proc.name, main
                 )
+                self.idents[(event.pid, event.tid)] = event.thread
             elif op == "pstart":
                 starts[event.obj] = event.site
             elif op == "pbegin":
@@ -228,13 +237,17 @@ class History:
 
     # -- questions ----------------------------------------------------------------------
 
-    def actor(self, pid: int, tid: int) -> Actor:
-        found = self.actors.get((pid, tid))
+    def actor(self, pid: int, thread: int) -> Actor:
+        found = self.actors.get((pid, thread))
         if found is None:
             proc = self.processes.get(pid)
             label = _process_label(proc) if proc is not None else f"pid {pid}"
-            found = self.actors[(pid, tid)] = Actor(pid, tid, f"thread {tid}", label, True)
+            found = self.actors[(pid, thread)] = Actor(pid, thread, f"thread {thread}", label, True)
         return found
+
+    def thread_of(self, pid: int, ident: int) -> int:
+        """The thread that has ``threading.get_ident() == ident`` in ``pid`` now."""
+        return self.idents.get((pid, ident), -ident)
 
     def of(self, ops: Iterable[str], pid: int | None = None) -> list[Event]:
         wanted = set(ops)

@@ -84,16 +84,18 @@ def _classify(item: pytest.Function, spec: SandboxSpec, exc: BaseException) -> O
         text = describe_not_implemented(target.kata, target.path, exc.__traceback__, item.name)
         if text is not None:
             return Outcome("failed", Kind.TODO, text)
-    excinfo = pytest.ExceptionInfo.from_exception(exc)
-    details = str(item.repr_failure(excinfo))
+    details = _short_traceback(exc, spec, item)
     if isinstance(exc, KataFailure):
         headline, _, rest = str(exc).partition("\n")
-        outcome = Outcome("failed", exc.kind, headline, rest.strip() or details, seed=exc.seed)
+        rest = rest.strip()
+        outcome = Outcome("failed", exc.kind, headline, rest or details, seed=exc.seed)
         outcome.traced = exc.traced
         return outcome
     if isinstance(exc, AssertionError):
-        headline = str(exc).strip().split("\n", 1)[0] or "an assertion about the result failed"
-        return Outcome("failed", Kind.WRONG, headline, details)
+        headline, _, rest = str(exc).strip().partition("\n")
+        explained = "\n".join(rest.splitlines()[:_EXPLANATION_LINES])
+        headline = headline or "an assertion about the result failed"
+        return Outcome("failed", Kind.WRONG, headline, f"{explained}\n\n{details}".strip())
     if isinstance(exc, MemoryError):
         return Outcome("failed", Kind.CAP, "the code ran out of memory (MemoryError)", details)
     where = boot.learner_site(_tb_frames(exc))
@@ -103,6 +105,28 @@ def _classify(item: pytest.Function, spec: SandboxSpec, exc: BaseException) -> O
 
 def _tb_frames(exc: BaseException) -> traceback.StackSummary:
     return traceback.extract_tb(exc.__traceback__)
+
+
+_EXPLANATION_LINES: Final = 8
+_TRACEBACK_FRAMES: Final = 6
+
+
+def _short_traceback(exc: BaseException, spec: SandboxSpec, item: pytest.Function) -> str:
+    """Where it failed, in the test's and the learner's files only (>> marks the learner's),
+    innermost last, a few frames deep."""
+    mine = set(spec.files)
+    shown = {str(item.path), *mine}
+    frames = [f for f in _tb_frames(exc) if f.filename in shown][-_TRACEBACK_FRAMES:]
+    relpath = spec.target.kata.relpath
+    lines = []
+    for frame in frames:
+        mark = ">>" if frame.filename in mine else "  "
+        lines.append(f"  {mark} {relpath(frame.filename)}:{frame.lineno} in {frame.name}")
+        if frame.line:
+            lines.append(f"  {mark}     {frame.line.strip()}")
+    if not isinstance(exc, AssertionError):
+        lines.append(f"  {type(exc).__name__}: {exc}".rstrip())
+    return "Where (innermost last):\n" + "\n".join(lines) if frames else ""
 
 
 def _run_test(item: pytest.Function, spec: SandboxSpec) -> Outcome:

@@ -248,25 +248,40 @@ def _shown(thread: Thread) -> list[Frame]:
     return [frame for frame in frames if not _is_machinery(frame.filename)]
 
 
+_PROCESSES_SHOWN: Final = 8
+_FRAMES_SHOWN: Final = 6
+
+
 def render(
     procs: Iterable[ProcessStack], learner_files: set[str], relpath: Callable[[str], str]
 ) -> str:
-    """Every process's stacks, learner frames marked, main thread first."""
+    """Every process's stacks: the test's and the learner's frames only (the summary line
+    names the library call each waits in), learner frames marked, main thread first."""
     out: list[str] = []
-    for proc in procs:
+    procs = list(procs)
+    for proc in procs[:_PROCESSES_SHOWN]:
         out.append(f"--- {summary(proc, learner_files, relpath)}")
         if proc.target:
             out.append(f"    target: {proc.target}")
         ordered = sorted(proc.threads, key=lambda t: t.ident != proc.main_thread)
+        hidden = 0
         for thread in ordered:
+            frames = [f for f in _shown(thread) if not _is_stdlib(f.filename)]
+            if not frames:
+                hidden += 1
+                continue
             kind = "main thread" if thread.ident == proc.main_thread else "thread"
             out.append(f"  {kind} 0x{thread.ident:x} (innermost call last):")
-            for frame in _shown(thread):
+            for frame in frames[-_FRAMES_SHOWN:]:
                 mine = frame.filename in learner_files
                 mark = ">>" if mine else "  "
                 out.append(f"  {mark} {frame.where(relpath)} in {frame.function}")
                 if mine and frame.source():
                     out.append(f"  {mark}     {frame.source()}")
+        if hidden:
+            out.append(f"  ({hidden} more thread(s) in library code only)")
+    if len(procs) > _PROCESSES_SHOWN:
+        out.append(f"--- and {len(procs) - _PROCESSES_SHOWN} more process(es)")
     return "\n".join(out)
 
 

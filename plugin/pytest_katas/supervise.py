@@ -7,6 +7,7 @@ import contextlib
 import dataclasses
 import os
 import select
+import shlex
 import sys
 import time
 import warnings
@@ -190,9 +191,18 @@ def supervise(item: pytest.Function, spec: sandbox.SandboxSpec, limits: Limits) 
 
 
 def _conclude(outcome: Outcome, children: crashes.Children, spec: sandbox.SandboxSpec) -> None:
-    """Add what the children and the trace tell to a finished test's verdict."""
+    """Add what the children and the trace tell to a finished test's verdict, and how to
+    run it again."""
+    if outcome.status != "failed":
+        return
+    _explain(outcome, children, spec)
+    if "Replay" not in outcome.details and outcome.kind not in (Kind.TODO, Kind.BROKEN):
+        outcome.details = f"{outcome.details}\n\nReplay: {shlex.join(spec.replay)}".strip()
+
+
+def _explain(outcome: Outcome, children: crashes.Children, spec: sandbox.SandboxSpec) -> None:
     relpath = spec.target.kata.relpath
-    if outcome.status != "failed" or outcome.traced:
+    if outcome.traced:
         return
     history = History.read(spec.rundir, spec.files)
     crashes.explain_children(outcome, children, relpath, set(spec.files), history)
@@ -277,7 +287,6 @@ def _hang(watch: _Watch) -> Outcome:
         for p in ordered
     )
     kind = Kind.SLOW if moving else Kind.HANG
-    lines = [stacks.summary(p, files, relpath) for p in ordered]
     hint = (
         "the code was still working when the deadline passed: is it doing far more work "
         "than it needs, or waiting with sleep()?"
@@ -290,8 +299,7 @@ def _hang(watch: _Watch) -> Outcome:
     if watch.elapsed < timeout:
         headline = f"the test was still stuck {CRASH_GRACE:g} s after a child process crashed"
     details = (
-        "\n".join(lines) + "\n\nStacks of every process of the test "
-        "(>> marks your code):\n"
+        "Every process of the test, and where it was (>> marks your code):\n"
         + stacks.render(ordered, files, relpath)
         + f"\n\nThe deadline is set by kata_timeout (marker or ini), --kata-timeout, or "
         f"the kata's kata.toml. It was {timeout:g} s."
