@@ -54,9 +54,9 @@ class _KataLoader(importlib.machinery.SourceFileLoader):
 
     def exec_module(self, module: ModuleType) -> None:
         super().exec_module(module)
-        from pytest_katas import hooks
+        from pytest_katas import hooks_objects
 
-        hooks.instrument(module)
+        hooks_objects.instrument(module)
 
 
 def kata_spec(name: str, location: str) -> ModuleSpec | None:

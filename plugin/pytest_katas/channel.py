@@ -370,6 +370,15 @@ class RunDir:
 
     # -- the verdict ------------------------------------------------------------------
 
+    def mark_body_done(self) -> None:
+        """The test function has returned: what follows (the trace's audit, the leak check)
+        is the plugin's own work, not the learner's, and does not count against the
+        deadline."""
+        self._atomic("body-done", "")
+
+    def body_done(self) -> bool:
+        return (self.path / "body-done").exists()
+
     def write_result(self, data: dict[str, Any]) -> None:
         self._atomic("result.json", json.dumps(data))
 

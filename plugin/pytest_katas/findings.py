@@ -86,6 +86,12 @@ def race_finding(history: History, race: races.Race, relpath: Callable[[str], st
         )
         if race.happened:
             message += " (it happened in this run)"
+        else:
+            table = (
+                f"In this run the two did not overlap:\n{table}\nbut nothing stops {b}'s "
+                f"write from landing between {a}'s read and its write, and then one of the "
+                "two updates is lost."
+            )
         fix = (
             "Hold ONE lock, shared by every thread and process that changes it, from the read "
             "to the write: a lock made per call or per process, or released in between, "
@@ -131,7 +137,7 @@ def short_send(history: History) -> Finding | None:
             pending[key] = event
     if not pending:
         return None
-    event = min(pending.values(), key=lambda e: e.index)
+    event = min(pending.values(), key=lambda e: e.order)
     asked, sent = event.extra
     who = history.actor(*event.actor).label
     at = f" at line {event.site.line}" if event.site is not None else ""

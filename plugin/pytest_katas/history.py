@@ -25,7 +25,7 @@ import dataclasses
 import itertools
 import linecache
 from collections.abc import Callable, Iterable
-from typing import Any, final
+from typing import Any, Final, NamedTuple, final
 
 from pytest_katas import channel
 from pytest_katas.channel import RunDir
@@ -49,10 +49,10 @@ class Site:
         return linecache.getline(self.file, self.line).strip()
 
 
-@final
-@dataclasses.dataclass(frozen=True)
-class Event:
-    index: int  # position in the whole test's history
+class Event(NamedTuple):
+    """One recorded event (a tuple: a test's history can hold hundreds of thousands)."""
+
+    order: int  # position in the whole test's history
     pid: int
     tid: int  # threading.get_ident(): reused once a thread has ended
     thread: int  # this thread, and no other, in the whole history
@@ -170,11 +170,16 @@ class History:
                 if event[2] == "thread" or tid not in current:
                     current[tid] = next(serials)  # a new thread (an ident can be reused)
                 raw.append((event[0], pid * 1_000_000 + order, [pid, current[tid], *event]))
-        raw.sort(key=lambda item: (item[0], item[1]))
+        raw.sort()  # by time, then by place in its process's trace: never by the payload
+        sites: dict[Any, Site | None] = {}
         events = []
         for index, (_, _, (pid, thread, ts, tid, op, obj, where, extra)) in enumerate(raw):
-            site = _site(where, files)
-            events.append(Event(index, pid, int(tid), thread, ts, str(op), str(obj), site, extra))
+            site = sites.get(where, _UNSEEN)
+            if site is _UNSEEN:
+                site = sites[where] = _site(where, files)
+            events.append(
+                Event(index, pid, int(tid), thread, ts, str(op), str(obj), site, extra)  # type: ignore[arg-type]
+            )
         processes = {
             pid: ProcessView(pid, info.name, info.role, info.target, info.parent)
             for pid, info in records.items()
@@ -281,6 +286,9 @@ def _process_label(proc: ProcessView) -> str:
     if proc.role == "test":
         return "test process"
     return proc.name
+
+
+_UNSEEN: Final = object()
 
 
 def _site(encoded: Any, files: tuple[str, ...]) -> Site | None:

@@ -51,7 +51,7 @@ class Race:
     @property
     def events(self) -> list[Event]:
         found = {
-            e.index: e
+            e.order: e
             for side in (self.first, self.second)
             for e in (side.read, side.write)
             if e is not None
@@ -163,7 +163,7 @@ def find_races(history: History, limit: int = 3) -> list[Race]:
         actor = event.actor
         mine = held.setdefault(actor, {})
         if event.op == "acq":
-            mine.setdefault(event.obj, []).append(event.index)
+            mine.setdefault(event.obj, []).append(event.order)
             continue
         if event.op == "rel":
             taken = mine.get(event.obj)
@@ -191,16 +191,17 @@ def find_races(history: History, limit: int = 3) -> list[Race]:
         )
         access = Access(event, read.event if read is not None and kind == "data" else None, across)
         write = _Write(clock[actor], locks, access, _big(event))
-        if location not in found:
+        known = found.get(location)
+        if known is None or not known.happened:  # a lost update seen beats a possible one
             race = _check(kind, location, actor, clock, read, write, writes, rmws)
-            if race is not None:
+            if race is not None and (known is None or race.happened):
                 found[location] = race
-                if len(found) >= limit:
+                if len(found) >= limit and all(r.happened for r in found.values()):
                     break
         writes.setdefault(location, {})[actor] = write
         if read is not None:
             rmws.setdefault(location, {})[actor] = (read, write)
-    return sorted(found.values(), key=lambda race: race.second.write.index)
+    return sorted(found.values(), key=lambda race: race.second.write.order)
 
 
 def _check(
@@ -213,25 +214,30 @@ def _check(
     writes: dict[str, dict[tuple[int, int], _Write]],
     rmws: dict[str, dict[tuple[int, int], tuple[_Read, _Write]]],
 ) -> Race | None:
-    # This write against each other thread's last read-modify-write here: could this write
-    # have landed between that one's read and its write?
-    for other, (their_read, their_write) in rmws.get(location, {}).items():
+    """A race of this access with another thread's, preferring a lost update that really
+    happened over one that only could have."""
+    possible = None
+    # This read-modify-write against each other thread's last write here: did (or could)
+    # that write land between our read and our write?
+    if read is not None:
+        for other, their in writes.get(location, {}).items():
+            if other == actor or their.clock <= read.vc.get(other, 0):
+                continue
+            if kind == "send" and not (write.big or their.big):
+                continue
+            if not write.access.locks & their.held:
+                happened = read.event.ts < their.access.write.ts < write.access.write.ts
+                race = Race(kind, location, their.access, write.access, happened)
+                if happened:
+                    return race
+                possible = possible or race
+    # This write against each other thread's last read-modify-write here: could it have
+    # landed between that one's read and its write?
+    for other, (_, their_write) in rmws.get(location, {}).items():
         if other == actor or their_write.clock <= clock.get(other, 0):
             continue
         if kind == "send" and not (write.big or their_write.big):
             continue
         if not their_write.access.locks & write.held:
-            happened = their_read.event.ts < write.access.write.ts < their_write.access.write.ts
-            return Race(kind, location, their_write.access, write.access, happened)
-    # This read-modify-write against each other thread's last write here.
-    if read is None:
-        return None
-    for other, their in writes.get(location, {}).items():
-        if other == actor or their.clock <= read.vc.get(other, 0):
-            continue
-        if kind == "send" and not (write.big or their.big):
-            continue
-        if not write.access.locks & their.held:
-            happened = read.event.ts < their.access.write.ts < write.access.write.ts
-            return Race(kind, location, their.access, write.access, happened)
-    return None
+            possible = possible or Race(kind, location, their_write.access, write.access, False)
+    return possible

@@ -87,7 +87,7 @@ def _classify(item: pytest.Function, spec: SandboxSpec, exc: BaseException) -> O
     details = _short_traceback(exc, spec, item)
     if isinstance(exc, KataFailure):
         headline, _, rest = str(exc).partition("\n")
-        rest = rest.strip()
+        rest = rest.strip("\n")
         outcome = Outcome("failed", exc.kind, headline, rest or details, seed=exc.seed)
         outcome.traced = exc.traced
         return outcome
@@ -171,6 +171,7 @@ def run_sandbox(item: pytest.Function, spec: SandboxSpec, out_fd: int, err_fd: i
         _prepare(spec)
         baseline = leaks.Baseline.take()
         outcome = _run_test(item, spec)
+        spec.rundir.mark_body_done()
         if (
             spec.tracing
             and outcome.status != "skipped"

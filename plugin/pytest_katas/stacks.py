@@ -137,7 +137,7 @@ def blocking_call(thread: Thread) -> str | None:
     """
     outer = None
     for frame in thread.frames:
-        if frame.filename == _HOOKS:
+        if frame.filename in _HOOKS:
             outer = frame  # our wrapper stands where the learner's call went in
             continue
         if frame.filename.startswith(_PLUGIN_DIR):
@@ -147,7 +147,7 @@ def blocking_call(thread: Thread) -> str | None:
         outer = frame
     if outer is None:
         return None
-    if outer.filename == _HOOKS:
+    if outer.filename in _HOOKS:
         return _HOOK_CALLS.get(outer.function, f"{outer.function.rstrip('_')}()")
     key = (os.path.basename(outer.filename), outer.function)
     return _BLOCKING.get(key, f"{outer.function}() of {key[0]}")
@@ -197,8 +197,10 @@ def summary(proc: ProcessStack, learner_files: set[str], relpath: Callable[[str]
 
 _PROCESS_PY: Final = os.path.join("multiprocessing", "process.py")
 _PLUGIN_DIR: Final = os.path.dirname(os.path.abspath(__file__)) + os.sep
-_HOOKS: Final = _PLUGIN_DIR + "hooks.py"
-# The wrappers of hooks.py, by function name, as the call the learner made.
+_HOOKS: Final = frozenset(
+    _PLUGIN_DIR + f"hooks{part}.py" for part in ("", "_ipc", "_sync", "_net", "_objects")
+)
+# The wrappers of the hooks modules, by function name, as the call the learner made.
 _HOOK_CALLS: Final = {
     "__enter__": "Lock.acquire()",
     "acquire": "Lock.acquire()",

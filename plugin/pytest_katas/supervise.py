@@ -26,6 +26,7 @@ __all__ = ["Limits", "supervise"]
 _TICK = 0.02
 CRASH_GRACE = 2.0
 _CAP_EVERY = 0.05
+AUDIT_GRACE = 10.0  # seconds for the audit and leak check once the test body returned
 
 
 @final
@@ -214,7 +215,7 @@ def _explain(outcome: Outcome, children: crashes.Children, spec: sandbox.Sandbox
 def _watch(watch: _Watch, fds: dict[int, int]) -> Outcome:
     last_caps = 0.0
     timeout = watch.limits.timeout
-    sample_at, stop_at, crashed = timeout / 2, timeout, False
+    sample_at, stop_at, crashed, audited = timeout / 2, timeout, False, False
     while not watch.poll_exit():
         watch.forward(fds, _TICK)
         if watch.elapsed - last_caps >= _CAP_EVERY:
@@ -225,6 +226,10 @@ def _watch(watch: _Watch, fds: dict[int, int]) -> Outcome:
             dead = watch.deadlocks.check(watch.members) if watch.deadlocks is not None else None
             if dead is not None:
                 return _deadlocked(watch, dead)
+            if not audited and watch.spec.rundir.body_done():
+                audited = True
+                stop_at = max(stop_at, watch.elapsed + AUDIT_GRACE)
+                sample_at = stop_at - AUDIT_GRACE / 2
             if not crashed and watch.spec.rundir.has(channel.RAISED):
                 # A child died of an exception. If the test is stuck because of it, say so
                 # in CRASH_GRACE seconds rather than at the deadline.

@@ -1,0 +1,374 @@
+"""Hooks on locks and the other ways one thread or process waits for another: the
+learner's threading and multiprocessing locks (traced), events, conditions, barriers and
+semaphores (which order what happens), and thread starts and joins."""
+
+from __future__ import annotations
+
+import _thread
+import sys
+import threading
+from typing import Any, Final
+
+from pytest_katas import schedule, trace
+from pytest_katas.wrapping import MP_DIR, from_learner, install_wrapper, new_id, patched
+
+__all__ = ["Lock", "RLock", "TracedLock", "TracedRLock", "install", "semlock_id"]
+
+
+# -- multiprocessing locks and semaphores ------------------------------------------------
+
+
+_LOCK_MAKERS: Final = frozenset(MP_DIR + name for name in ("synchronize.py", "context.py"))
+
+
+def semlock_id(semlock: Any) -> str:
+    """The same in every process: the semaphore's name (spawn), else its address (fork)."""
+    name = getattr(semlock, "name", None)
+    return f"n{name}" if name else f"h{semlock.handle:x}"
+
+
+def _patch_semlock() -> None:
+    from multiprocessing import synchronize
+
+    cls: Any = synchronize.SemLock
+    if patched(cls, "_make_methods"):
+        return
+    init, make_methods = cls.__init__, cls._make_methods
+    getstate, setstate = cls.__getstate__, cls.__setstate__
+    condition_parts = (synchronize.Condition.__init__.__code__, synchronize.Event.__init__.__code__)
+
+    def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
+        init(self, *args, **kwargs)
+        # A learner's lock is made by learner code through multiprocessing.Lock() (and its
+        # kin) alone; the locks inside a Queue, a Condition or an Event are their parts.
+        frame: Any = sys._getframe(1)
+        while frame is not None and frame.f_code.co_filename in _LOCK_MAKERS:
+            if frame.f_code in condition_parts:
+                return
+            frame = frame.f_back
+        if frame is not None and frame.f_code.co_filename in trace._files:
+            self._kata_lock = new_id("L")
+            lock_like = self._semlock.maxvalue == 1
+            trace.record("lock", self._kata_lock, [type(self).__name__, lock_like])
+
+    def _make_methods(self: Any) -> None:
+        make_methods(self)
+        c_acquire, c_release = self._semlock.acquire, self._semlock.release
+        lock_like = self._semlock.maxvalue == 1
+
+        def acquire(block: bool = True, timeout: float | None = None) -> bool:
+            schedule.jitter(0.1, 0.001)
+            lock = getattr(self, "_kata_lock", None)
+            got = c_acquire(False)
+            if not got and block:
+                trace.wait_begin("acquire", lock or "lock", timeout is not None, trace.site())
+                try:
+                    got = c_acquire(True, timeout)
+                finally:
+                    trace.wait_end()
+            if got and lock is not None:
+                trace.access("acq" if lock_like else "hb-", lock)
+            return bool(got)
+
+        def release() -> None:
+            lock = getattr(self, "_kata_lock", None)
+            if lock is not None:
+                trace.access("rel" if lock_like else "hb+", lock)
+            c_release()
+            schedule.jitter(0.1, 0.001)
+
+        self.acquire, self.release = acquire, release
+
+    def __enter__(self: Any) -> bool:
+        return bool(self.acquire())
+
+    def __exit__(self: Any, *exc_info: Any) -> None:
+        self.release()
+
+    def __getstate__(self: Any) -> Any:
+        return (getstate(self), getattr(self, "_kata_lock", None))
+
+    def __setstate__(self: Any, state: Any) -> None:
+        inner, lock = state
+        setstate(self, inner)
+        if lock is not None:
+            self._kata_lock = lock
+
+    for name, wrapper in (
+        ("__init__", __init__),
+        ("_make_methods", _make_methods),
+        ("__enter__", __enter__),
+        ("__exit__", __exit__),
+        ("__getstate__", __getstate__),
+        ("__setstate__", __setstate__),
+    ):
+        install_wrapper(cls, name, wrapper)
+
+
+def _patch_mp_sync() -> None:
+    """multiprocessing's Event and Condition order what happens across processes."""
+    from multiprocessing import synchronize
+
+    if patched(synchronize.Event, "wait"):
+        return
+    event_set, event_wait = synchronize.Event.set, synchronize.Event.wait
+
+    def set_(self: Any) -> None:
+        trace.access("hb+", semlock_id(self._flag._semlock))
+        event_set(self)
+
+    def mp_event_wait_(self: Any, timeout: float | None = None) -> bool:
+        trace.wait_begin("wait", "event", timeout is not None, trace.site())
+        try:
+            got = event_wait(self, timeout)
+        finally:
+            trace.wait_end()
+        if got:
+            trace.access("hb-", semlock_id(self._flag._semlock))
+        return bool(got)
+
+    install_wrapper(synchronize.Event, "set", set_)
+    install_wrapper(synchronize.Event, "wait", mp_event_wait_)
+
+    cond = synchronize.Condition
+    cond_wait, notify, notify_all = cond.wait, cond.notify, cond.notify_all
+
+    def cond_wait_(self: Any, timeout: float | None = None) -> bool:
+        key = semlock_id(self._lock._semlock)
+        trace.wait_begin("wait", "condition", timeout is not None, trace.site())
+        try:
+            got = cond_wait(self, timeout)
+        finally:
+            trace.wait_end()
+        trace.access("hb-", key)
+        return bool(got)
+
+    def notify_(self: Any, n: int = 1) -> None:
+        trace.access("hb+", semlock_id(self._lock._semlock))
+        notify(self, n)
+
+    def notify_all_(self: Any) -> None:
+        trace.access("hb+", semlock_id(self._lock._semlock))
+        notify_all(self)
+
+    install_wrapper(cond, "wait", cond_wait_)
+    install_wrapper(cond, "notify", notify_)
+    install_wrapper(cond, "notify_all", notify_all_)
+
+
+# -- threads and their locks -----------------------------------------------------------------
+
+
+class TracedLock:
+    """A learner's ``threading.Lock``: the real lock, with each acquire and release traced."""
+
+    _kind = "acq"
+
+    def __init__(self, inner: Any) -> None:
+        self._inner = inner
+        self._kata_lock = new_id("l")
+        kind = type(self).__name__.removeprefix("Traced")
+        trace.record("lock", self._kata_lock, [kind, True], trace.site(3))
+
+    def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
+        got = self._inner.acquire(False)
+        if not got and blocking:
+            trace.wait_begin("acquire", self._kata_lock, timeout >= 0, trace.site())
+            try:
+                got = self._inner.acquire(True, timeout)
+            finally:
+                trace.wait_end()
+        if got:
+            trace.access("acq", self._kata_lock)
+        return bool(got)
+
+    def release(self) -> None:
+        trace.access("rel", self._kata_lock)
+        self._inner.release()
+
+    def locked(self) -> bool:
+        return bool(self._inner.locked())
+
+    def __enter__(self) -> bool:
+        return self.acquire()
+
+    def __exit__(self, *exc_info: Any) -> None:
+        self.release()
+
+    def _at_fork_reinit(self) -> None:
+        self._inner._at_fork_reinit()
+
+    def __repr__(self) -> str:
+        return repr(self._inner)
+
+
+class TracedRLock(TracedLock):
+    """A learner's ``threading.RLock``; it also serves a Condition made by learner code."""
+
+    def _is_owned(self) -> bool:
+        return bool(self._inner._is_owned())
+
+    def _release_save(self) -> Any:
+        trace.access("rel", self._kata_lock)
+        return self._inner._release_save()
+
+    def _acquire_restore(self, state: Any) -> None:
+        self._inner._acquire_restore(state)
+        trace.access("acq", self._kata_lock)
+
+
+class _LockType(type):
+    """``threading.Lock`` is a class from 3.13 on: keep ``isinstance`` working on it."""
+
+    def __instancecheck__(cls, obj: Any) -> bool:
+        return isinstance(obj, (_NATIVE_LOCK, TracedLock)) and not isinstance(obj, TracedRLock)
+
+    def __call__(cls) -> Any:
+        inner = _thread.allocate_lock()
+        return TracedLock(inner) if from_learner(2) else inner
+
+
+_NATIVE_LOCK: Final = type(_thread.allocate_lock())
+_NATIVE_RLOCK: Final = threading.RLock
+
+
+class Lock(metaclass=_LockType):
+    """Stands in for ``threading.Lock``: learner code gets a traced lock, others the real one."""
+
+
+def RLock(*args: Any, **kwargs: Any) -> Any:  # noqa: N802 - threading's name
+    inner = _NATIVE_RLOCK(*args, **kwargs)
+    return TracedRLock(inner) if from_learner(2) else inner
+
+
+def _patch_threading() -> None:
+    cls = threading.Thread
+    if patched(cls, "join"):
+        return
+    threading.Lock = Lock  # type: ignore[assignment,misc,unused-ignore]
+    # Pickle finds a function by its name: the real RLock (a Manager registers it, and
+    # sends it to its server) must still be found under a name of its own.
+    _NATIVE_RLOCK.__qualname__ = _NATIVE_RLOCK.__name__ = "_kata_native_RLock"
+    threading._kata_native_RLock = _NATIVE_RLOCK  # type: ignore[attr-defined]
+    threading.RLock = RLock  # type: ignore[assignment]
+    start, join, bootstrap = cls.start, cls.join, cls._bootstrap_inner  # type: ignore[attr-defined]
+
+    def start_(self: threading.Thread) -> None:
+        token = self._kata_token = new_id("t")  # type: ignore[attr-defined]
+        trace.record("tstart", token, self.name)
+        start(self)
+
+    def bootstrap_(self: threading.Thread) -> None:
+        trace.name_thread(self.name)
+        trace.record("tbegin", getattr(self, "_kata_token", ""), self.name)
+        try:
+            bootstrap(self)
+        finally:
+            trace.record("tend", getattr(self, "_kata_token", ""))
+            trace.thread_done()
+
+    def thread_join_(self: threading.Thread, timeout: float | None = None) -> None:
+        trace.wait_begin("join", self.name, timeout is not None, trace.site())
+        try:
+            join(self, timeout)
+        finally:
+            trace.wait_end()
+        if not self.is_alive():
+            trace.record("tjoin", getattr(self, "_kata_token", ""))
+
+    install_wrapper(cls, "start", start_)
+    install_wrapper(cls, "_bootstrap_inner", bootstrap_)
+    install_wrapper(cls, "join", thread_join_)
+
+    cond = threading.Condition
+    cond_init, cond_wait, notify = cond.__init__, cond.wait, cond.notify
+
+    def cond_init_(self: Any, lock: Any = None) -> None:
+        if lock is None and from_learner(2):
+            lock = TracedRLock(_NATIVE_RLOCK())
+        cond_init(self, lock)
+
+    def cond_wait_(self: Any, timeout: float | None = None) -> bool:
+        trace.wait_begin("wait", "condition", timeout is not None, trace.site())
+        try:
+            got = cond_wait(self, timeout)
+        finally:
+            trace.wait_end()
+        trace.access("hb-", f"c{id(self):x}")
+        return bool(got)
+
+    def notify_(self: Any, n: int = 1) -> None:
+        trace.access("hb+", f"c{id(self):x}")
+        notify(self, n)
+
+    install_wrapper(cond, "__init__", cond_init_)
+    install_wrapper(cond, "wait", cond_wait_)
+    install_wrapper(cond, "notify", notify_)
+
+    event_set, event_wait = threading.Event.set, threading.Event.wait
+
+    def set_(self: Any) -> None:
+        trace.access("hb+", f"e{id(self):x}")
+        event_set(self)
+
+    def event_wait_(self: Any, timeout: float | None = None) -> bool:
+        trace.wait_begin("wait", "event", timeout is not None, trace.site())
+        try:
+            got = event_wait(self, timeout)
+        finally:
+            trace.wait_end()
+        if got:
+            trace.access("hb-", f"e{id(self):x}")
+        return bool(got)
+
+    install_wrapper(threading.Event, "set", set_)
+    install_wrapper(threading.Event, "wait", event_wait_)
+
+    barrier_wait = threading.Barrier.wait
+
+    def barrier_wait_(self: Any, timeout: float | None = None) -> int:
+        key = _barrier_id(self)
+        trace.access("hb+", key)
+        trace.wait_begin("wait", "barrier", timeout is not None, trace.site())
+        try:
+            index = barrier_wait(self, timeout)
+        finally:
+            trace.wait_end()
+        trace.access("hb-", key)
+        return int(index)
+
+    install_wrapper(threading.Barrier, "wait", barrier_wait_)
+
+    sem_acquire, sem_release = threading.Semaphore.acquire, threading.Semaphore.release
+
+    def sem_acquire_(self: Any, blocking: bool = True, timeout: float | None = None) -> bool:
+        if blocking:
+            trace.wait_begin("acquire", "semaphore", timeout is not None, trace.site())
+        try:
+            got = sem_acquire(self, blocking, timeout)
+        finally:
+            if blocking:
+                trace.wait_end()
+        if got:
+            trace.access("hb-", f"S{id(self):x}")
+        return bool(got)
+
+    def sem_release_(self: Any, n: int = 1) -> None:
+        trace.access("hb+", f"S{id(self):x}")
+        sem_release(self, n)
+
+    install_wrapper(threading.Semaphore, "acquire", sem_acquire_)
+    install_wrapper(threading.Semaphore, "release", sem_release_)
+    threading.Semaphore.__enter__ = sem_acquire_  # type: ignore[method-assign]
+
+
+def _barrier_id(barrier: Any) -> str:
+    lock = getattr(barrier._cond, "_lock", None)
+    semlock = getattr(lock, "_semlock", None)
+    return semlock_id(semlock) if semlock is not None else f"b{id(barrier):x}"
+
+
+def install() -> None:
+    _patch_semlock()
+    _patch_mp_sync()
+    _patch_threading()
