@@ -208,6 +208,10 @@ def _patch_process() -> None:
 
     _bootstrap._kata_patched = True  # type: ignore[attr-defined]
     process.BaseProcess._bootstrap = _bootstrap  # type: ignore[attr-defined]
+    from pytest_katas import trace
+
+    trace.stack_root(_bootstrap.__code__)
+    trace.stack_root(original.__code__)
 
     original_start = process.BaseProcess.start
 

@@ -95,15 +95,18 @@ def _patch_connections() -> None:
         return buf
 
     def recv_(self: Any) -> Any:
+        end = getattr(self, "_kata_end", None)
         try:
-            return recv(self)
+            value = recv(self)
         except (EOFError, OSError):
             raise
         except Exception as exc:
-            end = getattr(self, "_kata_end", None)
             if end is not None:  # the bytes were not one whole message: torn by a second reader
                 trace.access("garbled", end, type(exc).__name__)
             raise
+        if end is not None:
+            trace.access("got", end, small(value))
+        return value
 
     def close_(self: Any) -> None:
         end = getattr(self, "_kata_end", None)

@@ -16,7 +16,17 @@ from typing import final
 import psutil
 import pytest
 
-from pytest_katas import channel, crashes, findings, procs, races, sandbox, stacks, waits
+from pytest_katas import (
+    channel,
+    crashes,
+    findings,
+    procs,
+    races,
+    sandbox,
+    stacks,
+    tables,
+    waits,
+)
 from pytest_katas.history import History
 from pytest_katas.verdict import Kind, Outcome
 from pytest_katas.watchdog import Watchdog
@@ -210,6 +220,10 @@ def _explain(outcome: Outcome, children: crashes.Children, spec: sandbox.Sandbox
     found = races.find_races(history, limit=1) if spec.tracing else []
     if found:
         findings.apply(outcome, findings.race_finding(history, found[0], relpath))
+    elif outcome.kind in (Kind.LOST, Kind.HANG) and spec.tracing:
+        table = tables.recent(history, relpath)
+        if table is not None:
+            outcome.details = f"{outcome.details}\n\nWhat moved last, in order:\n{table}"
 
 
 def _watch(watch: _Watch, fds: dict[int, int]) -> Outcome:

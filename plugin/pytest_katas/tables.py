@@ -9,7 +9,7 @@ from typing import Any, Final
 
 from pytest_katas.history import Event, History
 
-__all__ = ["describe", "interleaving", "location_name"]
+__all__ = ["describe", "interleaving", "location_name", "recent"]
 
 _WIDTH: Final = 40
 _COLUMNS: Final = 4
@@ -49,6 +49,16 @@ def describe(event: Event, lock_name: Callable[[str], str] = str) -> str:
         return f"recv() -> {size} bytes" if not error else f"recv() -> {error}"
     if op == "send":
         return f"send() {event.extra} bytes"
+    if op == "got":
+        return f"recv() -> {event.extra!r}"
+    if op == "pend":
+        return "ended"
+    if op in ("put", "get"):
+        return f"queue {op}()"
+    if op == "sendall":
+        return f"sendall() {event.extra} bytes"
+    if op == "sclose":
+        return "close() the socket"
     if op == "garbled":
         return f"recv() -> {event.extra}"
     if op in ("acq", "rel"):
@@ -95,3 +105,21 @@ def interleaving(
     if len(files) == 1:
         lines.append(f"  (lines of {relpath(next(iter(files)))})")
     return "\n".join(lines)
+
+
+# What moved items, and what ended: the events a LOST or HANG verdict is read from.
+_FLOW: Final = frozenset(
+    {"got", "send", "close", "garbled", "put", "get", "ssend", "srecv", "sendall", "sclose"}
+)
+
+
+def recent(history: History, relpath: Callable[[str], str], each: int = 3) -> str | None:
+    """How each thread's share of the work ended: its last few items moved, pipes closed,
+    and its end, all threads together in the order it happened."""
+    last: dict[tuple[int, int], list[Event]] = {}
+    for event in history.events:
+        learner = event.pid in history.processes and history.processes[event.pid].learner
+        if (event.op in _FLOW and event.site is not None) or (event.op == "pend" and learner):
+            last.setdefault(event.actor, []).append(event)
+    shown = sorted((e for events in last.values() for e in events[-each:]), key=lambda e: e.order)
+    return interleaving(history, shown, relpath) if shown else None

@@ -56,6 +56,14 @@ _get_ident = _thread.get_ident
 _now = time.monotonic_ns
 
 _files: dict[str, int] = {}  # learner file -> its index in sites
+# Frames where a process's own stack starts: a forked child still has its parent's frames
+# below them, and the learner line of those is the parent's, not the child's.
+_roots: set[Any] = set()
+
+
+def stack_root(code: Any) -> None:
+    """Stop looking for a learner line at frames of ``code`` (a process's bootstrap)."""
+    _roots.add(code)
 
 
 def _learner_index() -> dict[str, int]:
@@ -68,11 +76,14 @@ def site(skip: int = 2) -> int:
         frame: Any = sys._getframe(skip)
     except ValueError:
         return -1
-    files = _files
+    files, roots = _files, _roots
     while frame is not None:
-        index = files.get(frame.f_code.co_filename)
+        code = frame.f_code
+        index = files.get(code.co_filename)
         if index is not None:
             return int(index * SITE_BASE + frame.f_lineno)
+        if code in roots:
+            return -1
         frame = frame.f_back
     return -1
 
