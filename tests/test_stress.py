@@ -61,8 +61,8 @@ def test_the_trace_catches_an_unlocked_increment_without_noise_every_time(pytest
     result.assert_outcomes(failed=1)
     result.stdout.fnmatch_lines(
         [
-            "RACE: Thread-* and Thread-* both change Counter._value (line 10) with no lock held "
-            "from the read to the write*",
+            "RACE: Thread-* and Thread-* both change Counter._value (line 10) with no one lock "
+            "held by both from the read to the write*",
             "*Thread-* | Thread-*",
             "*read  Counter._value = *(line 10)*",
             "*write Counter._value = *(line 10)*",
@@ -93,7 +93,7 @@ def test_noise_alone_fails_an_unlocked_increment_with_every_seed(pytester, seed)
             "*outcome*count*verdict",
             "*FORBIDDEN",
             "*run(s) in * s; failure rate *",
-            f"*Replay this run's schedule: pytest katas/demo/test_demo.py::test_no_update_is_lost "
+            f"*Replay: pytest katas/demo/test_demo.py::test_no_update_is_lost "
             f"--kata-seed={seed} --kata-start-method=* --kata-target=katas --kata-trace=off",
         ]
     )

@@ -106,8 +106,8 @@ def test_a_manager_dict_updated_without_a_lock_is_a_race_even_when_the_count_is_
     result.assert_outcomes(failed=1)
     result.stdout.fnmatch_lines(
         [
-            "RACE: Process-* and Process-* both change dict?'count'? (line 4) with no lock held "
-            "from the read to the write*",
+            "RACE: Process-* and Process-* both change dict?'count'? (line 4) with no one lock "
+            "held by both from the read to the write*",
             "*read  dict?'count'? = *(line 4)*",
             "*write dict?'count'? = *(line 4)*",
             "*neither held a lock across the whole update*",

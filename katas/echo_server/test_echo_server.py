@@ -13,7 +13,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 
-from pytest_katas import fail_as
+from pytest_katas import fail_as, observed
 
 MIB = 1 << 20
 WAIT = 4.0  # how long a client waits for the server before it counts as stuck (s)
@@ -478,6 +478,7 @@ def test_no_server_thread_is_still_running_after_stop(kata):
     for n in range(3):
         _check_echo(b"served and gone %d" % n, _exchange(addr, b"served and gone %d" % n))
     with _idle_clients(addr) as idle:
+        stopping = time.monotonic_ns()  # the trace's clock
         left = _stop_within(server, before, on_hang=lambda: _close_all(idle)).left
     if left:
         names = ", ".join(sorted(repr(t.name) for t in left))
@@ -486,6 +487,25 @@ def test_no_server_thread_is_still_running_after_stop(kata):
             f"{len(left)} thread(s) started by the server were still running when stop() "
             f"returned ({names}): stop() must wake every thread it started (the accept loop "
             "and each client's) and join it before returning",
+        )
+    # A thread still running when stop() began must have been joined, even if this time it
+    # happened to end before stop() returned: on a slower run it would still be running.
+    seen = observed(kata)
+    ended = {e.obj: e.ts for e in seen.events("tend")}
+    joined = {e.obj for e in seen.events("tjoin")}
+    unjoined = [
+        e
+        for e in seen.events("tstart")
+        if e.site is not None and ended.get(e.obj, stopping) >= stopping and e.obj not in joined
+    ]
+    if unjoined:
+        lines = sorted({seen.line(e.site) for e in unjoined})
+        raise fail_as(
+            "leak",
+            f"stop() returned without joining {len(unjoined)} thread(s) that were running when "
+            f"it began (started at {', '.join(lines)}): they ended in time in this run, but "
+            "nothing waited for them, and on a slower run they would still be running. stop() "
+            "must join every thread it started",
         )
 
 

@@ -6,6 +6,9 @@ from __future__ import annotations
 import dataclasses
 import linecache
 import os
+import re
+import sysconfig
+from collections import Counter
 from collections.abc import Callable
 from typing import Final, final
 
@@ -95,11 +98,38 @@ def _traceback(raised: channel.Raised, relpath: Callable[[str], str], files: set
     lines = []
     for file, line, function in mine:
         mark = ">>" if file in files else "  "
-        lines.append(f"  {mark} {relpath(file)}:{line} in {function}")
+        shown = relpath(file) if file in files else _library_path(file)
+        lines.append(f"  {mark} {shown}:{line} in {function}")
         source = linecache.getline(file, line).strip()
         if source and file in files:
             lines.append(f"  {mark}     {source}")
     return "\n".join(lines)
+
+
+_STDLIB: Final = sysconfig.get_paths()["stdlib"] + os.sep
+
+
+def _library_path(file: str) -> str:
+    """``multiprocessing/connection.py`` for a file of the standard library."""
+    return file.removeprefix(_STDLIB)
+
+
+_REMOTE_FRAME: Final = re.compile(r'^\s*File "(?P<file>[^"]+)", line \d+, in .*$')
+
+
+def _pool_failure(text: str) -> str:
+    """A Pool task's traceback, as the worker sent it, without our own frames."""
+    kept: list[str] = []
+    skipping = False
+    for line in text.splitlines():
+        frame = _REMOTE_FRAME.match(line)
+        if frame is not None:
+            skipping = frame["file"].startswith(_PLUGIN_DIR)
+        elif not line.startswith("    "):
+            skipping = False
+        if not skipping:
+            kept.append(line)
+    return "\n".join(kept)
 
 
 def _raised_where(raised: channel.Raised, relpath: Callable[[str], str], files: set[str]) -> str:
@@ -135,10 +165,14 @@ def explain_children(
         elif code not in (None, 0) and pid not in children.on_purpose:
             notes.append(f"{label} {procs.describe_exit(code)}")
             crashed.append(notes[-1])
-    notes.extend(f"a task raised in a Pool worker:\n{text}" for text in children.pool_failures)
+    tasks = Counter(_pool_failure(text) for text in children.pool_failures)
+    notes.extend(
+        f"a task raised in a Pool worker{f' ({n} tasks alike)' if n > 1 else ''}:\n{text}"
+        for text, n in tasks.items()
+    )
     if outcome.status != "failed" or not notes:
         return
-    outcome.details = (outcome.details + "\n\n" + "\n\n".join(notes)).strip()
+    outcome.details = (outcome.details + "\n\n" + "\n\n".join(notes)).strip("\n")
     if crashed and outcome.kind in (Kind.WRONG, Kind.LOST, Kind.HANG, Kind.CRASH, Kind.SLOW):
         prefix = "" if outcome.kind == Kind.CRASH else f"; {outcome.message}"
         outcome.message = f"{crashed[0]}{prefix}"

@@ -39,7 +39,16 @@ def _lock_namer(history: History) -> Callable[[str], str]:
 def _held(history: History, side: races.Access) -> str:
     if not side.locks:
         return "no lock"
-    return " and ".join(_lock_namer(history)(lock) for lock in sorted(side.locks))
+    return " and ".join(sorted({_lock_namer(history)(lock) for lock in side.locks}))
+
+
+def _who_held(history: History, a: str, first: races.Access, b: str, second: races.Access) -> str:
+    if not first.locks and not second.locks:
+        return "neither held a lock"
+    mine, theirs = _held(history, first), _held(history, second)
+    if mine == theirs:  # the same line made both: a lock made per call or per process
+        return f"each held {mine}, but not the same one: each had a lock of its own"
+    return f"{a} held {mine} and {b} held {theirs}"
 
 
 def race_finding(history: History, race: races.Race, relpath: Callable[[str], str]) -> Finding:
@@ -49,11 +58,7 @@ def race_finding(history: History, race: races.Race, relpath: Callable[[str], st
     where = second.write.site
     line = f" (line {where.line})" if where is not None else ""
     table = tables.interleaving(history, race.events, relpath, _lock_namer(history))
-    held = (
-        f"{a} held {_held(history, first)} and {b} held {_held(history, second)}"
-        if first.locks or second.locks
-        else "neither held a lock"
-    )
+    held = _who_held(history, a, first, b, second)
     span = (
         "around recv()"
         if race.kind == "recv"
@@ -81,8 +86,8 @@ def race_finding(history: History, race: races.Race, relpath: Callable[[str], st
     else:
         name = tables.location_name(second.write)
         message = (
-            f"{a} and {b} both change {name}{line} with no lock held from the read to the "
-            "write: the other's write can land in between, and an update is lost"
+            f"{a} and {b} both change {name}{line} with no one lock held by both from the "
+            "read to the write: the other's write can land in between, and an update is lost"
         )
         if race.happened:
             message += " (it happened in this run)"
@@ -160,10 +165,12 @@ def apply(outcome: Outcome, finding: Finding) -> None:
     elif outcome.kind in _NOT_A_SYMPTOM:
         return
     elif finding.kind == Kind.CAP:  # the trace stopped short: the test's own verdict stands
-        outcome.details = f"{outcome.details}\n\nAlso: {finding.message}".strip()
+        outcome.details = f"{outcome.details}\n\nAlso: {finding.message}".strip("\n")
         return
     else:
-        seen = f"{outcome.kind.name}: {outcome.message}" if outcome.kind else outcome.message
+        # The symptom only: the test's own guess at the cause is superseded by the finding.
+        symptom = outcome.message.split(": ", 1)[0]
+        seen = f"{outcome.kind.name}: {symptom}" if outcome.kind else symptom
         details = f"{finding.details}\n\nWhat the test saw: {seen}"
         finding = dataclasses.replace(finding, details=details)
     outcome.kind, outcome.message, outcome.details = finding.kind, finding.message, finding.details

@@ -62,24 +62,43 @@ def process_ending(process: Any) -> None:
     trace.flush()
 
 
+_POOL_CALLS = (
+    "close",
+    "join",
+    "terminate",
+    "map",
+    "map_async",
+    "imap",
+    "imap_unordered",
+    "starmap",
+    "starmap_async",
+    "apply",
+    "apply_async",
+)
+
+
 def _patch_pool() -> None:
     from multiprocessing import pool
 
     cls = pool.Pool
     if patched(cls, "close"):
         return
-    for name in ("close", "join", "terminate"):
+    for name in _POOL_CALLS:
         original = getattr(cls, name)
 
-        def pool_call_(self: Any, *args: Any, _original: Any = original, _name: str = name) -> Any:
-            trace.record("pool", f"{id(self):x}", _name)
+        def pool_call_(
+            self: Any, *args: Any, _original: Any = original, _name: str = name, **kwargs: Any
+        ) -> Any:
+            where = trace.site()
+            if where >= 0:  # the learner's own call, not the pool's inside another one
+                trace.record("pool", f"{id(self):x}", _name, where)
             if _name == "join":
-                trace.wait_begin("join", "pool", False, trace.site())
+                trace.wait_begin("join", "pool", False, where)
                 try:
-                    return _original(self, *args)
+                    return _original(self, *args, **kwargs)
                 finally:
                     trace.wait_end()
-            return _original(self, *args)
+            return _original(self, *args, **kwargs)
 
         install_wrapper(cls, name, pool_call_)
 

@@ -76,6 +76,8 @@ def _patch_connections() -> None:
         end = getattr(self, "_kata_end", None)
         where = trace.site() if end is not None else -1
         started = trace._now()
+        if end is not None:  # a reader is inside recv() from now on, even if it never returns
+            trace.access("reading", end, None, where)
         trace.wait_begin("recv", end or f"fd:{self._handle}", False, where)
         try:
             buf = recv_bytes(self, maxsize)

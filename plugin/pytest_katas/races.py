@@ -143,7 +143,7 @@ def _location(event: Event) -> tuple[str, str] | None:
         return None  # the stdlib's or the test's own doing
     if event.op in ("read", "write"):
         return "data", event.obj
-    if event.op == "recv":
+    if event.op == "reading":  # a recv() begins: two readers inside recv() at once collide
         return "recv", event.obj
     if event.op == "send":
         return "send", event.obj

@@ -95,7 +95,7 @@ def _classify(item: pytest.Function, spec: SandboxSpec, exc: BaseException) -> O
         headline, _, rest = str(exc).strip().partition("\n")
         explained = "\n".join(rest.splitlines()[:_EXPLANATION_LINES])
         headline = headline or "an assertion about the result failed"
-        return Outcome("failed", Kind.WRONG, headline, f"{explained}\n\n{details}".strip())
+        return Outcome("failed", Kind.WRONG, headline, f"{explained}\n\n{details}".strip("\n"))
     if isinstance(exc, MemoryError):
         return Outcome("failed", Kind.CAP, "the code ran out of memory (MemoryError)", details)
     where = boot.learner_site(_tb_frames(exc))
@@ -148,17 +148,17 @@ _UNTRACED: Final = (Kind.TODO, Kind.BROKEN)
 
 
 def _add_leaks(outcome: Outcome, found: list[leaks.Leak]) -> None:
+    """A test that passed fails as LEAK; after a failure, what is left is a consequence
+    (the test stopped early) and would only blur the failure."""
+    if outcome.status != "passed":
+        return
     lines = "\n".join(f"  - {leak.description}" for leak in found)
-    text = f"left behind after the test returned:\n{lines}"
-    if outcome.status == "passed":
-        outcome.status, outcome.kind = "failed", Kind.LEAK
-        outcome.message = f"the code left {len(found)} thing(s) running or open"
-        outcome.details = (
-            f"{text}\n\nJoin every process and thread you start, and close every pipe and "
-            "socket you open (a `with` block does both)."
-        )
-    else:
-        outcome.details = f"{outcome.details}\n\nAlso {text}"
+    outcome.status, outcome.kind = "failed", Kind.LEAK
+    outcome.message = f"the code left {len(found)} thing(s) running or open"
+    outcome.details = (
+        f"left behind after the test returned:\n{lines}\n\nJoin every process and thread "
+        "you start, and close every pipe and socket you open (a `with` block does both)."
+    )
 
 
 def run_sandbox(item: pytest.Function, spec: SandboxSpec, out_fd: int, err_fd: int) -> NoReturn:

@@ -150,7 +150,7 @@ class Stress:
             f"{problem} (run {report.runs} of a stress test "
             f"{'under schedule noise' if self.noisy else 'without noise'}, "
             f"seed {self.session_seed})\n\nOutcomes seen:\n{report.table()}\n\n"
-            f"Replay this run's schedule: {command}"
+            f"Replay: {command}"
         )
 
 

@@ -208,7 +208,7 @@ def _conclude(outcome: Outcome, children: crashes.Children, spec: sandbox.Sandbo
         return
     _explain(outcome, children, spec)
     if "Replay" not in outcome.details and outcome.kind not in (Kind.TODO, Kind.BROKEN):
-        outcome.details = f"{outcome.details}\n\nReplay: {shlex.join(spec.replay)}".strip()
+        outcome.details = f"{outcome.details}\n\nReplay: {shlex.join(spec.replay)}".strip("\n")
 
 
 def _explain(outcome: Outcome, children: crashes.Children, spec: sandbox.SandboxSpec) -> None:

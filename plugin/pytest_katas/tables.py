@@ -46,7 +46,9 @@ def describe(event: Event, lock_name: Callable[[str], str] = str) -> str:
         size, _, error = event.extra
         if error == "EOF":
             return "recv() -> EOFError"
-        return f"recv() -> {size} bytes" if not error else f"recv() -> {error}"
+        return f"recv() -> {size:,} bytes" if not error else f"recv() -> {error}"
+    if op == "reading":
+        return "recv() begins"
     if op == "send":
         return f"send() {event.extra} bytes"
     if op == "got":

@@ -1,6 +1,6 @@
 """MUTANT: squares uses imap_unordered, so squares come back in the order workers finish.
 
-expect: order
+expect: order, contract
 """
 
 from __future__ import annotations
