@@ -101,20 +101,22 @@ def _count_down(body: str, lock: str = "multiprocessing.Lock()", between: str = 
     return COUNT_DOWN.format(body=body, lock=lock, between=between)
 
 
-def test_a_manager_dict_updated_without_a_lock_is_a_race_even_when_the_count_is_right(pytester):
-    result = run(pytester, _count_down('shared["count"] -= 1'), COUNT_TEST)
+def test_a_manager_dict_updated_without_a_lock_is_a_race_whatever_the_count(pytester):
+    # The workers start far apart, so their updates hardly ever overlap and the count is
+    # nearly always right: only the trace can tell that nothing kept them apart.
+    impl = _count_down('shared["count"] -= 1', between="time.sleep(0.2)")
+    result = run(pytester, "import time\n" + impl, COUNT_TEST)
     result.assert_outcomes(failed=1)
     result.stdout.fnmatch_lines(
         [
-            "RACE: Process-* and Process-* both change dict?'count'? (line 4) with no one lock "
+            "RACE: Process-* and Process-* both change dict?'count'? (line 5) with no one lock "
             "held by both from the read to the write*",
-            "*read  dict?'count'? = *(line 4)*",
-            "*write dict?'count'? = *(line 4)*",
+            "*read  dict?'count'? = *(line 5)*",
+            "*write dict?'count'? = *(line 5)*",
             "*neither held a lock across the whole update*",
             "Replay: pytest katas/demo/test_demo.py::test_count *--kata-noise=off",
         ]
     )
-    assert "What the test saw" not in result.stdout.str()  # the count came out right
 
 
 @pytest.mark.parametrize(
@@ -171,7 +173,7 @@ def test_readers_of_one_pipe_end_without_a_lock_are_a_race_naming_both(pytester)
         [
             "RACE: Process-* and Process-* both call recv() on the same pipe end (the pipe made "
             "at line 6) with no lock held by both*",
-            "*recv() -> * bytes  (line 4)*",
+            "*recv() begins  (line 4)*",
         ]
     )
 
