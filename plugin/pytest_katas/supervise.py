@@ -222,8 +222,8 @@ def _explain(outcome: Outcome, children: crashes.Children, spec: sandbox.Sandbox
         findings.apply(outcome, findings.race_finding(history, found[0], relpath))
     elif outcome.kind in (Kind.LOST, Kind.HANG) and spec.tracing:
         table = tables.recent(history, relpath)
-        if table is not None:
-            outcome.details = f"{outcome.details}\n\nWhat moved last, in order:\n{table}"
+        if table is not None:  # what happened first, then where everyone ended up
+            outcome.details = f"What moved last, in order:\n{table}\n\n{outcome.details}"
 
 
 def _watch(watch: _Watch, fds: dict[int, int]) -> Outcome:
