@@ -42,13 +42,29 @@ def _held(history: History, side: races.Access) -> str:
     return " and ".join(sorted({_lock_namer(history)(lock) for lock in side.locks}))
 
 
-def _who_held(history: History, a: str, first: races.Access, b: str, second: races.Access) -> str:
+def _who_held(
+    history: History, a: str, first: races.Access, b: str, second: races.Access, span: str
+) -> str:
+    """Which locks each side held, and when: the clause after "Nothing orders the two:"."""
+    for who, side in ((a, first), (b, second)):
+        if side.locks or side.read is None or not (side.at_read or side.at_write):
+            continue
+        name = _lock_namer(history)
+        both = side.at_read & side.at_write
+        if both:
+            held = " and ".join(sorted({name(lock) for lock in both}))
+            return f"{who} held {held} at its read and again at its write, but let go in between"
+        if side.at_read:
+            held = " and ".join(sorted({name(lock) for lock in side.at_read}))
+            return f"{who} held {held} when it read, but no longer when it wrote"
+        held = " and ".join(sorted({name(lock) for lock in side.at_write}))
+        return f"{who} held {held} when it wrote, but not when it read"
     if not first.locks and not second.locks:
-        return "neither held a lock"
+        return f"neither held a lock {span}"
     mine, theirs = _held(history, first), _held(history, second)
     if mine == theirs:  # the same line made both: a lock made per call or per process
-        return f"each held {mine}, but not the same one: each had a lock of its own"
-    return f"{a} held {mine} and {b} held {theirs}"
+        return f"each held {mine} {span}, but not the same one: each had a lock of its own"
+    return f"{a} held {mine} and {b} held {theirs} {span}"
 
 
 def race_finding(history: History, race: races.Race, relpath: Callable[[str], str]) -> Finding:
@@ -58,14 +74,8 @@ def race_finding(history: History, race: races.Race, relpath: Callable[[str], st
     where = second.write.site
     line = f" (line {where.line})" if where is not None else ""
     table = tables.interleaving(history, race.events, relpath, _lock_namer(history))
-    held = _who_held(history, a, first, b, second)
-    span = (
-        "around recv()"
-        if race.kind == "recv"
-        else "around send()"
-        if race.kind == "send"
-        else ("across the whole update")
-    )
+    spans = {"recv": "around recv()", "send": "around send()"}
+    held = _who_held(history, a, first, b, second, spans.get(race.kind, "across the whole update"))
     if race.kind == "recv":
         pipe = history.end_pipe.get(race.location)
         made = f" (the pipe made at line {pipe.made_at.line})" if pipe and pipe.made_at else ""
@@ -103,7 +113,7 @@ def race_finding(history: History, race: races.Race, relpath: Callable[[str], st
             "protects nothing."
         )
     details = (
-        f"{table}\n\nNothing orders the two: {held} {span}, and neither "
+        f"{table}\n\nNothing orders the two: {held}, and neither "
         f"waited for the other (no join, event, barrier, queue or pipe message between "
         f"them). {fix}"
     )

@@ -37,6 +37,8 @@ class Access:
     write: Event
     read: Event | None
     locks: frozenset[str]  # held across the whole access
+    at_read: frozenset[str] = frozenset()  # held when it read
+    at_write: frozenset[str] = frozenset()  # held when it wrote
 
 
 @final
@@ -189,7 +191,14 @@ def find_races(history: History, limit: int = 3) -> list[Race]:
             if read is not None
             else locks
         )
-        access = Access(event, read.event if read is not None and kind == "data" else None, across)
+        at_read = frozenset(lock for lock, _ in read.acquisitions) if read is not None else locks
+        access = Access(
+            event,
+            read.event if read is not None and kind == "data" else None,
+            across,
+            at_read,
+            locks,
+        )
         write = _Write(clock[actor], locks, access, _big(event))
         known = found.get(location)
         if known is None or not known.happened:  # a lost update seen beats a possible one
