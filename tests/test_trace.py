@@ -356,3 +356,19 @@ def test_the_run_state_survives_a_rewrite_in_place(tmp_path):
     rundir.write_state(channel.RunState(noise=True, seed=12345678901, run=3, trace=False))
     rundir.write_state(channel.RunState(noise=False, seed=1, run=0, trace=True))
     assert rundir.read_state() == channel.RunState(noise=False, seed=1, run=0, trace=True)
+
+
+def test_a_check_that_reads_the_trace_is_skipped_when_the_trace_is_off(pytester):
+    result = run(
+        pytester,
+        RELAY,
+        """
+        from pytest_katas import observed
+        def test_ends(kata):
+            kata.relay([1])
+            assert observed(kata).pipes()
+        """,
+        "--kata-trace=off",
+    )
+    result.assert_outcomes(skipped=1)
+    result.stdout.fnmatch_lines(["*this check reads the trace, which --kata-trace=off*"])
