@@ -369,6 +369,7 @@ def test_a_check_that_reads_the_trace_is_skipped_when_the_trace_is_off(pytester)
             assert observed(kata).pipes()
         """,
         "--kata-trace=off",
+        "-rs",
     )
     result.assert_outcomes(skipped=1)
     result.stdout.fnmatch_lines(["*this check reads the trace, which --kata-trace=off*"])

@@ -249,10 +249,6 @@ class StatusTable:
             obj.encode()[:40],
         )
 
-    def close(self) -> None:
-        with contextlib.suppress(BufferError, ValueError):
-            self._map.close()
-
 
 def _read_status(path: Path) -> list[Slot]:
     try:

@@ -198,7 +198,7 @@ class History:
             proc.events.append(event)
             op = event.op
             if op == "thread":
-                main = not self.actors and proc.role == "test" or event.extra == "MainThread"
+                main = event.extra == "MainThread"
                 self.actors[event.actor] = Actor(
                     event.pid, event.thread, str(event.extra), proc.name, main
                 )

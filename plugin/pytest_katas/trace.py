@@ -36,7 +36,6 @@ __all__ = [
     "SITE_BASE",
     "Recorder",
     "access",
-    "active",
     "flush",
     "install",
     "name_thread",
@@ -160,50 +159,34 @@ class Recorder:
             with self.guard:
                 self.free.append(slot)
 
-    def close(self) -> None:
-        self.flush()
-        if self.fd is not None:
-            os.close(self.fd)
-            self.fd = None
-
 
 _rec: Recorder | None = None
 
 
-def active() -> Recorder | None:
-    return _rec
+def _append(rec: Recorder, op: str, obj: Any, extra: Any, where: int) -> None:
+    ident = _get_ident()
+    if ident not in rec.names:
+        rec.name_thread(ident)
+    rec.events.append([_now(), ident, op, obj, where, extra])
+    rec.count += 1
+    if rec.count >= EVENT_CAP:
+        rec.cap()
+    elif len(rec.events) >= _FLUSH_AT:
+        rec.flush()
 
 
 def record(op: str, obj: Any, extra: Any = None, where: int | None = None) -> None:
     """A structural event: recorded whether or not the trace is on."""
     rec = _rec
-    if rec is None or rec.capped:
-        return
-    ident = _get_ident()
-    if ident not in rec.names:
-        rec.name_thread(ident)
-    rec.events.append([_now(), ident, op, obj, site(2) if where is None else where, extra])
-    rec.count += 1
-    if rec.count >= EVENT_CAP:
-        rec.cap()
-    elif len(rec.events) >= _FLUSH_AT:
-        rec.flush()
+    if rec is not None and not rec.capped:
+        _append(rec, op, obj, extra, site(2) if where is None else where)
 
 
 def access(op: str, obj: Any, extra: Any = None, where: int | None = None) -> None:
     """An access event (a send, a lock taken, a key read): recorded while the trace is on."""
     rec = _rec
-    if rec is None or not rec.on or rec.capped:
-        return
-    ident = _get_ident()
-    if ident not in rec.names:
-        rec.name_thread(ident)
-    rec.events.append([_now(), ident, op, obj, site(2) if where is None else where, extra])
-    rec.count += 1
-    if rec.count >= EVENT_CAP:
-        rec.cap()
-    elif len(rec.events) >= _FLUSH_AT:
-        rec.flush()
+    if rec is not None and rec.on and not rec.capped:
+        _append(rec, op, obj, extra, site(2) if where is None else where)
 
 
 def wait_begin(op: str, obj: str, timed: bool, where: int = -1) -> None:
@@ -289,10 +272,8 @@ def _before_fork() -> None:
 def _after_fork_in_child() -> None:
     global _rec
     rundir = RunDir.current()
-    if _rec is not None:
-        _rec.events.clear()  # the parent's, flushed by the parent
-        if _rec.fd is not None:
-            os.close(_rec.fd)
+    if _rec is not None and _rec.fd is not None:
+        os.close(_rec.fd)  # the parent's file: its events are the parent's to write
     _rec = Recorder(rundir) if rundir is not None else None
 
 
