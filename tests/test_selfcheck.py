@@ -122,6 +122,30 @@ def test_every_correct_variant_passes(kata, path, tmp_path):
     )
 
 
+# What a child inherits or is passed differs by start method, and so does the trace's
+# view of it (ends inherited or received, locks by address or by name): the process katas'
+# variants run under the other start methods too.
+SPAWNED = [
+    (k, p, m)
+    for k, p in samples(VARIANTS)
+    if k in ("pipe", "manager", "pool")
+    for m in METHODS
+    if m != "fork"
+]
+
+
+@pytest.mark.variants
+@pytest.mark.parametrize(
+    "kata,path,method", SPAWNED, ids=[f"{k}/{p.stem}-{m}" for k, p, m in SPAWNED]
+)
+def test_every_process_variant_passes_under_every_start_method(kata, path, method, tmp_path):
+    run = run_kata(kata, str(path), tmp_path, method=method)
+    failed = run.failed()
+    assert run.cases and not failed, (
+        f"correct variant {kata}/{path.stem} failed under {method}: a false alarm\n{run.explain()}"
+    )
+
+
 def test_every_mutant_and_variant_names_its_kata_and_bug():
     for folder in (MUTANTS, VARIANTS):
         for path in folder.glob("*/*.py"):

@@ -373,3 +373,26 @@ def test_a_check_that_reads_the_trace_is_skipped_when_the_trace_is_off(pytester)
     )
     result.assert_outcomes(skipped=1)
     result.stdout.fnmatch_lines(["*this check reads the trace, which --kata-trace=off*"])
+
+
+def test_a_trace_that_outgrows_its_cap_fails_a_passing_test_as_cap(pytester):
+    result = run(
+        pytester,
+        """
+        import threading
+        def churn(times):
+            lock = threading.Lock()
+            for _ in range(times):
+                with lock:
+                    pass
+            return times
+        """,
+        """
+        def test_churn(kata):
+            assert kata.churn(60_000) == 60_000
+        """,
+    )
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(
+        ["CAP: test process made more than 100,000 observed calls in one test*"]
+    )
