@@ -114,22 +114,33 @@ def _library_path(file: str) -> str:
     return file.removeprefix(_STDLIB)
 
 
-_REMOTE_FRAME: Final = re.compile(r'^\s*File "(?P<file>[^"]+)", line \d+, in .*$')
+_REMOTE_FRAME: Final = re.compile(
+    r'^\s*File "(?P<file>[^"]+)", line (?P<line>\d+), in (?P<func>.*)$'
+)
+_ADDRESS: Final = re.compile(r" at 0x[0-9a-f]+")
 
 
-def _pool_failure(text: str) -> str:
-    """A Pool task's traceback, as the worker sent it, without our own frames."""
-    kept: list[str] = []
-    skipping = False
-    for line in text.splitlines():
+def _pool_failure(text: str, relpath: Callable[[str], str], files: set[str]) -> str:
+    """A Pool task's traceback, as the worker sent it (text), cut like a child's: the
+    learner's frames, where it was raised, and the exception."""
+    frames: list[tuple[str, int, str]] = []
+    last = -1
+    lines = text.splitlines()
+    for index, line in enumerate(lines):
         frame = _REMOTE_FRAME.match(line)
         if frame is not None:
-            skipping = frame["file"].startswith(_PLUGIN_DIR)
-        elif not line.startswith("    "):
-            skipping = False
-        if not skipping:
-            kept.append(line)
-    return "\n".join(kept)
+            frames.append((frame["file"], int(frame["line"]), frame["func"]))
+            last = index
+    # What follows the last frame and its source lines is the exception itself.
+    tail = [
+        line
+        for line in lines[last + 1 :]
+        if line.strip() and not line.startswith(" ") and line.strip() != '"""'
+    ]
+    if not frames:
+        return _ADDRESS.sub("", text.strip())
+    fake = channel.Raised(pid=0, traceback=text, frames=tuple(frames))
+    return (_traceback(fake, relpath, files) + "\n  " + "\n  ".join(tail)).rstrip()
 
 
 def _raised_where(raised: channel.Raised, relpath: Callable[[str], str], files: set[str]) -> str:
@@ -149,7 +160,9 @@ def explain_children(
     history: History | None = None,
 ) -> None:
     """Name every child that raised or died, and call the failure a crash if one did."""
-    notes, crashed = [], []
+    notes: list[str] = []
+    crashed: list[str] = []
+    alike: dict[tuple[str, str], list[str]] = {}  # (exception, traceback) -> the others
     for pid, code in children.exits.items():
         info = children.registry[pid]
         label = f"child process {info.name!r} (pid {pid}, target {info.target}"
@@ -161,11 +174,20 @@ def explain_children(
             cause = _cause(raised, pid, history)
             headline += f".{cause}" if cause else ""
             crashed.append(headline)
-            notes.append(f"{label} raised {what}:\n{_traceback(raised, relpath, files)}")
+            shown = _traceback(raised, relpath, files)
+            key = (raised.exc_type, shown)
+            if key in alike:  # the same crash at the same line: one traceback is enough
+                alike[key].append(info.name)
+                continue
+            alike[key] = []
+            notes.append(f"{label} raised {what}:\n{shown}")
         elif code not in (None, 0) and pid not in children.on_purpose:
             notes.append(f"{label} {procs.describe_exit(code)}")
             crashed.append(notes[-1])
-    tasks = Counter(_pool_failure(text) for text in children.pool_failures)
+    for (exc_type, _), others in alike.items():
+        if others:
+            notes.append(f"{', '.join(others)} raised {exc_type} at the same place too")
+    tasks = Counter(_pool_failure(text, relpath, files) for text in children.pool_failures)
     notes.extend(
         f"a task raised in a Pool worker{f' ({n} tasks alike)' if n > 1 else ''}:\n{text}"
         for text, n in tasks.items()

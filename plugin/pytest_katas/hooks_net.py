@@ -8,7 +8,7 @@ import socket
 from typing import Any
 
 from pytest_katas import schedule, trace
-from pytest_katas.wrapping import install_wrapper, patched
+from pytest_katas.wrapping import from_learner, install_wrapper, patched
 
 __all__ = ["install"]
 
@@ -25,7 +25,8 @@ def _sock_id(sock: socket.socket) -> str:
 
 def _patch_sockets() -> None:
     """A socket's peer may be anywhere, so a thread waiting on one never counts as stuck
-    for good: socket calls are traced, but not shown in the status table."""
+    for good: socket calls are traced, but not shown in the status table. Only calls the
+    learner's code makes itself are traced, not those of a library it called (urllib)."""
     cls = socket.socket
     if patched(cls, "send"):
         return
@@ -34,7 +35,7 @@ def _patch_sockets() -> None:
 
     def send(self: socket.socket, data: Any, flags: int = 0) -> int:
         schedule.jitter(0.1, 0.001)
-        where = trace.site() if trace.tracing() else -1
+        where = trace.site() if trace.tracing() and from_learner(2) else -1
         if where < 0:
             return int(c_send(self, data, flags))
         view = memoryview(data)
@@ -49,14 +50,14 @@ def _patch_sockets() -> None:
 
     def sendall(self: socket.socket, data: Any, flags: int = 0) -> None:
         schedule.jitter(0.1, 0.001)
-        where = trace.site() if trace.tracing() else -1
+        where = trace.site() if trace.tracing() and from_learner(2) else -1
         if where >= 0:
             trace.access("sendall", _sock_id(self), memoryview(data).nbytes, where)
         c_sendall(self, data, flags)
 
     def recv(self: socket.socket, bufsize: int, flags: int = 0) -> bytes:
         data = c_recv(self, bufsize, flags)
-        where = trace.site() if trace.tracing() else -1
+        where = trace.site() if trace.tracing() and from_learner(2) else -1
         if where >= 0:
             trace.access("srecv", _sock_id(self), [bufsize, len(data)], where)
         schedule.jitter(0.1, 0.001)
@@ -69,19 +70,19 @@ def _patch_sockets() -> None:
 
     def accept(self: socket.socket) -> tuple[socket.socket, Any]:
         conn, address = c_accept(self)
-        where = trace.site() if trace.tracing() else -1
+        where = trace.site() if trace.tracing() and from_learner(2) else -1
         if where >= 0:
             trace.access("accept", _sock_id(self), _sock_id(conn), where)
         return conn, address
 
     def shutdown(self: socket.socket, how: int) -> None:
-        where = trace.site() if trace.tracing() else -1
+        where = trace.site() if trace.tracing() and from_learner(2) else -1
         if where >= 0:
             trace.access("shutdown", _sock_id(self), how, where)
         c_shutdown(self, how)
 
     def close(self: socket.socket) -> None:
-        where = trace.site() if trace.tracing() else -1
+        where = trace.site() if trace.tracing() and from_learner(2) else -1
         if where >= 0 and not self._closed:  # type: ignore[attr-defined]
             trace.access("sclose", _sock_id(self), None, where)
         c_close(self)

@@ -124,4 +124,6 @@ def recent(history: History, relpath: Callable[[str], str], each: int = 3) -> st
         if (event.op in _FLOW and event.site is not None) or (event.op == "pend" and learner):
             last.setdefault(event.actor, []).append(event)
     shown = sorted((e for events in last.values() for e in events[-each:]), key=lambda e: e.order)
-    return interleaving(history, shown, relpath) if shown else None
+    if all(e.op == "pend" for e in shown):
+        return None  # nothing moved: the ends alone tell nothing
+    return interleaving(history, shown, relpath)
