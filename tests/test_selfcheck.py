@@ -139,7 +139,7 @@ SPAWNED = [
     "kata,path,method", SPAWNED, ids=[f"{k}/{p.stem}-{m}" for k, p, m in SPAWNED]
 )
 def test_every_process_variant_passes_under_every_start_method(kata, path, method, tmp_path):
-    run = run_kata(kata, str(path), tmp_path, method=method)
+    run = run_kata(kata, str(path), tmp_path, "--kata-stress-budget=0.5", method=method)
     failed = run.failed()
     assert run.cases and not failed, (
         f"correct variant {kata}/{path.stem} failed under {method}: a false alarm\n{run.explain()}"
