@@ -38,11 +38,8 @@ def _patch_processes() -> None:
         start(self)
 
     def process_join_(self: Any, timeout: float | None = None) -> None:
-        trace.wait_begin("join", self.name, timeout is not None, trace.site())
-        try:
+        with trace.waiting("join", self.name, timeout is not None, trace.site()):
             join(self, timeout)
-        finally:
-            trace.wait_end()
         if self.exitcode is not None:
             trace.record("pjoin", getattr(self, "_kata_token", ""), [self.pid, self.exitcode])
 
@@ -93,11 +90,8 @@ def _patch_pool() -> None:
             if where >= 0:  # the learner's own call, not the pool's inside another one
                 trace.record("pool", f"{id(self):x}", _name, where)
             if _name == "join":
-                trace.wait_begin("join", "pool", False, where)
-                try:
+                with trace.waiting("join", "pool", False, where):
                     return _original(self, *args, **kwargs)
-                finally:
-                    trace.wait_end()
             return _original(self, *args, **kwargs)
 
         install_wrapper(cls, name, pool_call_)

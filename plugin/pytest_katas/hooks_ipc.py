@@ -66,11 +66,8 @@ def _patch_connections() -> None:
         end = getattr(self, "_kata_end", None)
         if end is not None:
             trace.access("send", end, len(buf))
-        trace.wait_begin("send", end or f"fd:{self._handle}", False, trace.site())
-        try:
+        with trace.waiting("send", end or f"fd:{self._handle}", False, trace.site()):
             send_bytes(self, buf)
-        finally:
-            trace.wait_end()
 
     def _recv_bytes(self: Any, maxsize: int | None = None) -> Any:
         end = getattr(self, "_kata_end", None)
@@ -128,11 +125,8 @@ def _patch_connections() -> None:
         if timeout is not None and timeout <= 0:
             return bool(poll(self, timeout))
         end = getattr(self, "_kata_end", None) or f"fd:{self._handle}"
-        trace.wait_begin("poll", end, timeout is not None)
-        try:
+        with trace.waiting("poll", end, timeout is not None):
             return bool(poll(self, timeout))
-        finally:
-            trace.wait_end()
 
     install_wrapper(connection._ConnectionBase, "poll", poll_)
 
@@ -295,11 +289,8 @@ def _patch_proxies() -> None:
         # A call the server answers at once is in flight, not waiting: only a lock, an event
         # or a queue can keep it waiting for another process.
         timed = not waits or _has_timeout(methodname, args, kwds)
-        trace.wait_begin(methodname, ref, timed, where)
-        try:
+        with trace.waiting(methodname, ref, timed, where):
             result = callmethod(self, methodname, args, kwds)
-        finally:
-            trace.wait_end()
         if not before and (op != "acq" or result is not False):
             trace.access(op, obj, [token.typeid, methodname, small(result)], where)
         schedule.jitter(0.1, 0.002)

@@ -61,11 +61,8 @@ def _patch_semlock() -> None:
             lock = getattr(self, "_kata_lock", None)
             got = c_acquire(False)
             if not got and block:
-                trace.wait_begin("acquire", lock or "lock", timeout is not None, trace.site())
-                try:
+                with trace.waiting("acquire", lock or "lock", timeout is not None, trace.site()):
                     got = c_acquire(True, timeout)
-                finally:
-                    trace.wait_end()
             if got and lock is not None:
                 trace.access("acq" if lock_like else "hb-", lock)
             return bool(got)
@@ -118,11 +115,8 @@ def _patch_mp_sync() -> None:
         event_set(self)
 
     def mp_event_wait_(self: Any, timeout: float | None = None) -> bool:
-        trace.wait_begin("wait", "event", timeout is not None, trace.site())
-        try:
+        with trace.waiting("wait", "event", timeout is not None, trace.site()):
             got = event_wait(self, timeout)
-        finally:
-            trace.wait_end()
         if got:
             trace.access("hb-", semlock_id(self._flag._semlock))
         return bool(got)
@@ -135,11 +129,8 @@ def _patch_mp_sync() -> None:
 
     def cond_wait_(self: Any, timeout: float | None = None) -> bool:
         key = semlock_id(self._lock._semlock)
-        trace.wait_begin("wait", "condition", timeout is not None, trace.site())
-        try:
+        with trace.waiting("wait", "condition", timeout is not None, trace.site()):
             got = cond_wait(self, timeout)
-        finally:
-            trace.wait_end()
         trace.access("hb-", key)
         return bool(got)
 
@@ -173,11 +164,8 @@ class TracedLock:
     def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
         got = self._inner.acquire(False)
         if not got and blocking:
-            trace.wait_begin("acquire", self._kata_lock, timeout >= 0, trace.site())
-            try:
+            with trace.waiting("acquire", self._kata_lock, timeout >= 0, trace.site()):
                 got = self._inner.acquire(True, timeout)
-            finally:
-                trace.wait_end()
         if got:
             trace.access("acq", self._kata_lock)
         return bool(got)
@@ -268,11 +256,8 @@ def _patch_threading() -> None:
             trace.thread_done()
 
     def thread_join_(self: threading.Thread, timeout: float | None = None) -> None:
-        trace.wait_begin("join", self.name, timeout is not None, trace.site())
-        try:
+        with trace.waiting("join", self.name, timeout is not None, trace.site()):
             join(self, timeout)
-        finally:
-            trace.wait_end()
         if not self.is_alive():
             trace.record("tjoin", getattr(self, "_kata_token", ""))
 
@@ -289,11 +274,8 @@ def _patch_threading() -> None:
         cond_init(self, lock)
 
     def cond_wait_(self: Any, timeout: float | None = None) -> bool:
-        trace.wait_begin("wait", "condition", timeout is not None, trace.site())
-        try:
+        with trace.waiting("wait", "condition", timeout is not None, trace.site()):
             got = cond_wait(self, timeout)
-        finally:
-            trace.wait_end()
         trace.access("hb-", f"c{id(self):x}")
         return bool(got)
 
@@ -312,11 +294,8 @@ def _patch_threading() -> None:
         event_set(self)
 
     def event_wait_(self: Any, timeout: float | None = None) -> bool:
-        trace.wait_begin("wait", "event", timeout is not None, trace.site())
-        try:
+        with trace.waiting("wait", "event", timeout is not None, trace.site()):
             got = event_wait(self, timeout)
-        finally:
-            trace.wait_end()
         if got:
             trace.access("hb-", f"e{id(self):x}")
         return bool(got)
@@ -329,11 +308,8 @@ def _patch_threading() -> None:
     def barrier_wait_(self: Any, timeout: float | None = None) -> int:
         key = _barrier_id(self)
         trace.access("hb+", key)
-        trace.wait_begin("wait", "barrier", timeout is not None, trace.site())
-        try:
+        with trace.waiting("wait", "barrier", timeout is not None, trace.site()):
             index = barrier_wait(self, timeout)
-        finally:
-            trace.wait_end()
         trace.access("hb-", key)
         return int(index)
 

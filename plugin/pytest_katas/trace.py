@@ -45,6 +45,7 @@ __all__ = [
     "tracing",
     "wait_begin",
     "wait_end",
+    "waiting",
 ]
 
 SITE_BASE: Final = 1_000_000
@@ -219,6 +220,22 @@ def wait_end() -> None:
     slot = rec.slots.get(ident)
     if slot is not None and rec.table is not None:
         rec.table.set(slot, ident, threading.get_native_id(), channel.RUNNING, _now(), -1, "", "")
+
+
+@final
+class waiting:  # noqa: N801 - used as a statement: ``with trace.waiting(...):``
+    """Say in the status table, for the ``with`` block, what this thread waits in."""
+
+    __slots__ = ("args",)
+
+    def __init__(self, op: str, obj: str, timed: bool, where: int = -1) -> None:
+        self.args = (op, obj, timed, where)
+
+    def __enter__(self) -> None:
+        wait_begin(*self.args)
+
+    def __exit__(self, *exc_info: object) -> None:
+        wait_end()
 
 
 def flush() -> None:
