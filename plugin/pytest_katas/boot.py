@@ -306,23 +306,6 @@ def _record_pool_failure(exc: Any) -> None:
     rundir.write(channel.POOL_FAILED, failure, key=str(time.monotonic_ns()))
 
 
-def _patch_threads() -> None:
-    """Note where each thread was started, so a leaked thread can say where it came from."""
-    original = threading.Thread.start
-    if getattr(original, "_kata_patched", False):
-        return
-
-    def start(self: threading.Thread) -> None:
-        stack = traceback.extract_stack()[:-1]
-        self._kata_site = learner_site(traceback.StackSummary.from_list(stack)) or (  # type: ignore[attr-defined]
-            f"{stack[-1].filename}:{stack[-1].lineno}" if stack else None
-        )
-        original(self)
-
-    start._kata_patched = True  # type: ignore[attr-defined]
-    threading.Thread.start = start  # type: ignore[method-assign]
-
-
 def install() -> None:
     """Make this process a well-behaved citizen of a kata test. Safe to call twice."""
     global _installed_pid
@@ -336,7 +319,6 @@ def install() -> None:
     _patch_exit_codes()
     _patch_deliberate_signals()
     _patch_pool_failures()
-    _patch_threads()
     from pytest_katas import hooks, trace
 
     trace.install()

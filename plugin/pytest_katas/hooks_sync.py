@@ -242,6 +242,7 @@ def _patch_threading() -> None:
     start, join, bootstrap = cls.start, cls.join, cls._bootstrap_inner  # type: ignore[attr-defined]
 
     def start_(self: threading.Thread) -> None:
+        self._kata_site = _start_site()  # type: ignore[attr-defined]
         token = self._kata_token = new_id("t")  # type: ignore[attr-defined]
         trace.record("tstart", token, self.name)
         start(self)
@@ -336,6 +337,18 @@ def _patch_threading() -> None:
     install_wrapper(threading.Semaphore, "acquire", sem_acquire_)
     install_wrapper(threading.Semaphore, "release", sem_release_)
     threading.Semaphore.__enter__ = sem_acquire_  # type: ignore[method-assign]
+
+
+def _start_site() -> str | None:
+    """Where a thread is being started, for a leak report: the innermost learner line,
+    else the line that called start() (the stdlib's own threads say where they belong)."""
+    caller: Any = sys._getframe(2)  # 0 is here, 1 the start() wrapper
+    frame = caller
+    while frame is not None:
+        if frame.f_code.co_filename in trace._files:
+            return f"{frame.f_code.co_filename}:{frame.f_lineno}"
+        frame = frame.f_back
+    return f"{caller.f_code.co_filename}:{caller.f_lineno}" if caller is not None else None
 
 
 def _barrier_id(barrier: Any) -> str:
