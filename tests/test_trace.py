@@ -396,3 +396,35 @@ def test_a_trace_that_outgrows_its_cap_fails_a_passing_test_as_cap(pytester):
     result.stdout.fnmatch_lines(
         ["CAP: test process made more than 100,000 observed calls in one test*"]
     )
+
+
+def test_learner_code_that_finds_a_thread_dead_has_waited_for_it_but_a_test_has_not(pytester):
+    result = run(
+        pytester,
+        """
+        import threading, time
+        def start():
+            thread = threading.Thread(target=time.sleep, args=(0.05,))
+            thread.start()
+            return thread
+        def wait_until_done(thread):
+            while thread.is_alive():
+                time.sleep(0.01)
+        """,
+        """
+        import time
+        from pytest_katas import observed
+        def _ends(kata):
+            seen = observed(kata)
+            return {e.obj for e in seen.events("tjoin")} & {e.obj for e in seen.events("tstart")}
+        def test_learner_polls(kata):
+            kata.wait_until_done(kata.start())
+            assert _ends(kata)
+        def test_the_test_polls(kata):
+            thread = kata.start()
+            while thread.is_alive():
+                time.sleep(0.01)
+            assert not _ends(kata)
+        """,
+    )
+    result.assert_outcomes(passed=2)

@@ -239,7 +239,8 @@ def _patch_threading() -> None:
     _NATIVE_RLOCK.__qualname__ = _NATIVE_RLOCK.__name__ = "_kata_native_RLock"
     threading._kata_native_RLock = _NATIVE_RLOCK  # type: ignore[attr-defined]
     threading.RLock = RLock  # type: ignore[assignment]
-    start, join, bootstrap = cls.start, cls.join, cls._bootstrap_inner  # type: ignore[attr-defined]
+    start, join, is_alive = cls.start, cls.join, cls.is_alive
+    bootstrap = cls._bootstrap_inner  # type: ignore[attr-defined]
 
     def start_(self: threading.Thread) -> None:
         self._kata_site = _start_site()  # type: ignore[attr-defined]
@@ -256,15 +257,31 @@ def _patch_threading() -> None:
             trace.record("tend", getattr(self, "_kata_token", ""))
             trace.thread_done()
 
+    def seen_end(thread: threading.Thread) -> None:
+        """``thread`` is known to have ended: a join, as the trace counts them."""
+        token = getattr(thread, "_kata_token", None)
+        if token is not None and not getattr(thread, "_kata_seen_end", False):
+            thread._kata_seen_end = True  # type: ignore[attr-defined]
+            trace.record("tjoin", token)
+
     def thread_join_(self: threading.Thread, timeout: float | None = None) -> None:
         with trace.waiting("join", self.name, timeout is not None, trace.site()):
             join(self, timeout)
-        if not self.is_alive():
-            trace.record("tjoin", getattr(self, "_kata_token", ""))
+        if not is_alive(self):
+            seen_end(self)
+
+    def is_alive_(self: threading.Thread) -> bool:
+        # Learner code that finds a thread dead has waited for its end as surely as a
+        # join() would (a server that drops the client threads it finds dead, say).
+        alive = bool(is_alive(self))
+        if not alive and self._started.is_set() and from_learner(2):  # type: ignore[attr-defined]
+            seen_end(self)
+        return alive
 
     install_wrapper(cls, "start", start_)
     install_wrapper(cls, "_bootstrap_inner", bootstrap_)
     install_wrapper(cls, "join", thread_join_)
+    install_wrapper(cls, "is_alive", is_alive_)
 
     cond = threading.Condition
     cond_init, cond_wait, notify = cond.__init__, cond.wait, cond.notify
