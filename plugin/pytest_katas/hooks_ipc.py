@@ -9,7 +9,7 @@ import zlib
 from collections.abc import Callable
 from typing import Any, Final
 
-from pytest_katas import schedule, trace
+from pytest_katas import control, schedule, trace
 from pytest_katas.wrapping import MP_DIR, install_wrapper, patched, small
 
 __all__ = ["install", "note_inherited_ends"]
@@ -199,10 +199,12 @@ def _patch_queues() -> None:
 
     def q_put_(self: Any, item: Any, block: bool = True, timeout: float | None = None) -> None:
         trace.access("put", f"t{id(self):x}")
-        q_put(self, item, block, timeout)
+        with control.library_call("put", "queue", trace.site()):
+            q_put(self, item, block, timeout)
 
     def q_get_(self: Any, block: bool = True, timeout: float | None = None) -> Any:
-        item = q_get(self, block, timeout)
+        with control.library_call("get", "queue", trace.site()):
+            item = q_get(self, block, timeout)
         trace.access("get", f"t{id(self):x}")
         return item
 

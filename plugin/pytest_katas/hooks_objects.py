@@ -7,7 +7,7 @@ import sys
 import types
 from typing import Any, Final
 
-from pytest_katas import trace
+from pytest_katas import control, trace
 from pytest_katas.wrapping import small
 
 __all__ = ["instrument"]
@@ -22,6 +22,7 @@ _SYNC_MODULES: Final = frozenset(
 )
 _not_data: dict[tuple[type, str], bool] = {}  # (class, name) -> a method or property?
 _sync_types: dict[type, bool] = {}
+_sync_attrs: dict[tuple[type, str], bool] = {}  # attributes seen holding a lock, a thread...
 
 
 def _is_sync(value: Any) -> bool:
@@ -61,6 +62,8 @@ def _instrument_class(cls: type) -> None:
     base = trace.SITE_BASE
 
     def __getattribute__(self: Any, name: str) -> Any:
+        if control._active is not None and name[:2] != "__":
+            return _controlled_read(self, name)
         value = get(self, name)
         if trace._rec is not None and trace._rec.on and name[:2] != "__":
             frame = sys._getframe(1)
@@ -70,7 +73,39 @@ def _instrument_class(cls: type) -> None:
                 trace.access("read", _location(self, name), small(value), where)
         return value
 
+    def _controlled_read(self: Any, name: str) -> Any:
+        """A read under the scheduler: a point just before it, if it is the learner's
+        read of data (a lock or a method is not where a race lives)."""
+        frame = sys._getframe(2)
+        index = files.get(frame.f_code.co_filename)
+        ctl = control.running() if index is not None else None
+        cls = type(self)
+        if ctl is None or _class_level(cls, name) or _sync_attrs.get((cls, name)):
+            value = get(self, name)
+        else:
+            where = index * base + frame.f_lineno  # type: ignore[operator]
+            ctl[0].point(ctl[1], "read", _location(self, name), where)
+            value = get(self, name)
+            ctl[0].note(small(value))
+        if index is not None:
+            if _class_level(cls, name) or _is_sync(value):
+                _sync_attrs[(cls, name)] = True
+            elif trace._rec is not None and trace._rec.on:
+                where = index * base + frame.f_lineno
+                trace.access("read", _location(self, name), small(value), where)
+        return value
+
     def __setattr__(self: Any, name: str, value: Any) -> None:
+        if control._active is not None and name[:2] != "__":
+            frame = sys._getframe(1)
+            index = files.get(frame.f_code.co_filename)
+            ctl = control.running() if index is not None else None
+            if ctl is not None:
+                if _is_sync(value) or _class_level(type(self), name):
+                    _sync_attrs[(type(self), name)] = True
+                else:
+                    where = index * base + frame.f_lineno  # type: ignore[operator]
+                    ctl[0].point(ctl[1], "write", _location(self, name), where, small(value))
         set_(self, name, value)
         if trace._rec is not None and trace._rec.on and name[:2] != "__":
             frame = sys._getframe(1)

@@ -5,11 +5,14 @@ semaphores (which order what happens), and thread starts and joins."""
 from __future__ import annotations
 
 import _thread
+import os
 import sys
 import threading
+import time
+import types
 from typing import Any, Final
 
-from pytest_katas import schedule, trace
+from pytest_katas import control, schedule, trace
 from pytest_katas.wrapping import MP_DIR, from_learner, install_wrapper, new_id, patched
 
 __all__ = ["Lock", "RLock", "TracedLock", "TracedRLock", "install", "semlock_id"]
@@ -157,11 +160,15 @@ class TracedLock:
 
     def __init__(self, inner: Any) -> None:
         self._inner = inner
+        self._kata_holder: control.Task | None = None
         self._kata_lock = new_id("l")
         kind = type(self).__name__.removeprefix("Traced")
         trace.record("lock", self._kata_lock, [kind, True], trace.site(3))
 
     def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
+        ctl = control.running()
+        if ctl is not None:
+            return self._controlled_acquire(*ctl, blocking, timeout)
         got = self._inner.acquire(False)
         if not got and blocking:
             with trace.waiting("acquire", self._kata_lock, timeout >= 0, trace.site()):
@@ -170,9 +177,38 @@ class TracedLock:
             trace.access("acq", self._kata_lock)
         return bool(got)
 
+    def _controlled_acquire(
+        self, sched: control.Scheduler, task: control.Task, blocking: bool, timeout: float
+    ) -> bool:
+        where = trace.site(3)
+        sched.point(task, "acq", self._kata_lock, where)
+        holder = self._kata_holder
+
+        def waits() -> str:
+            held = f", held by {holder.name}" if holder is not None else ""
+            return f"acquire of lock {self._kata_lock}{held}"
+
+        got = sched.acquire(task, self._inner, blocking, timeout, waits)
+        if got:
+            if not self._is_reentry(task):
+                self._kata_holder = task
+            trace.access("acq", self._kata_lock, None, where)
+        return got
+
+    def _is_reentry(self, task: control.Task) -> bool:
+        return False
+
     def release(self) -> None:
+        ctl = control.running()
+        if ctl is not None:
+            ctl[0].point(ctl[1], "rel", self._kata_lock, trace.site())
         trace.access("rel", self._kata_lock)
+        if not self._still_held():
+            self._kata_holder = None
         self._inner.release()
+
+    def _still_held(self) -> bool:
+        return False
 
     def locked(self) -> bool:
         return bool(self._inner.locked())
@@ -196,6 +232,12 @@ class TracedRLock(TracedLock):
     def _is_owned(self) -> bool:
         return bool(self._inner._is_owned())
 
+    def _is_reentry(self, task: control.Task) -> bool:
+        return bool(self._inner._count > 1)
+
+    def _still_held(self) -> bool:
+        return bool(self._inner._count > 1)
+
     def _release_save(self) -> Any:
         trace.access("rel", self._kata_lock)
         return self._inner._release_save()
@@ -212,8 +254,11 @@ class _LockType(type):
         return isinstance(obj, (_NATIVE_LOCK, TracedLock)) and not isinstance(obj, TracedRLock)
 
     def __call__(cls) -> Any:
-        inner = _thread.allocate_lock()
-        return TracedLock(inner) if from_learner(2) else inner
+        if from_learner(2):
+            return TracedLock(_thread.allocate_lock())
+        if control.running() is not None and not _thread_internal():
+            return control.ControlledLock()
+        return _thread.allocate_lock()
 
 
 _NATIVE_LOCK: Final = type(_thread.allocate_lock())
@@ -225,8 +270,69 @@ class Lock(metaclass=_LockType):
 
 
 def RLock(*args: Any, **kwargs: Any) -> Any:  # noqa: N802 - threading's name
-    inner = _NATIVE_RLOCK(*args, **kwargs)
-    return TracedRLock(inner) if from_learner(2) else inner
+    # A learner's RLock is one the scheduler can see into (a C RLock tells only its owner
+    # whether it is held); so is a library's RLock made under control.
+    if from_learner(2):
+        return TracedRLock(control.ControlledRLock())
+    if control.running() is not None and not _thread_internal():
+        return control.ControlledRLock()
+    return _NATIVE_RLOCK(*args, **kwargs)
+
+
+def _allocate_lock() -> Any:
+    """``threading._allocate_lock``: a Condition's waiter made under control is seen too."""
+    if control.running() is not None and not _thread_internal():
+        return control.ControlledLock()
+    return _thread.allocate_lock()
+
+
+_INTERNALS: set[types.CodeType] = set()
+
+
+def _thread_internal() -> bool:
+    """Whether a lock is being made for a Thread's own bookkeeping (its 'started' event):
+    that one stays native, as the new thread sets it before it is under control."""
+    frame: Any = sys._getframe(2)
+    for _ in range(8):
+        if frame is None:
+            return False
+        if frame.f_code in _INTERNALS:
+            return True
+        frame = frame.f_back
+    return False
+
+
+_real_sleep = time.sleep
+
+
+def _sleep(seconds: float) -> None:
+    """``time.sleep``: under control, virtual (a sleep lets others run, and costs nothing)."""
+    ctl = control.running()
+    if ctl is None:
+        _real_sleep(seconds)
+        return
+    sched, task = ctl
+    sched.point(task, "sleep", f"{seconds:g}", trace.site())
+    if sched.block(task, None, f"sleep({seconds:g})", float(seconds)) == control.LOST:
+        _real_sleep(seconds)
+
+
+def _controls(thread: threading.Thread) -> control.Task | None:
+    """``thread``'s task, if it runs under the scheduler that controls the caller."""
+    owned = getattr(thread, "_kata_task", None)
+    sched = control._active
+    return owned[1] if owned is not None and owned[0] is sched else None
+
+
+def _starter_controls() -> bool:
+    """Whether start() was called from code we schedule (the learner's or a test's), not
+    from the stdlib or the plugin, whose helper threads go their own way."""
+    frame: Any = sys._getframe(3)
+    name = frame.f_code.co_filename if frame is not None else ""
+    return not name.startswith(_UNSCHEDULED)
+
+
+_UNSCHEDULED: Final = (os.path.dirname(threading.__file__) + os.sep, os.path.dirname(__file__))
 
 
 def _patch_threading() -> None:
@@ -239,14 +345,42 @@ def _patch_threading() -> None:
     _NATIVE_RLOCK.__qualname__ = _NATIVE_RLOCK.__name__ = "_kata_native_RLock"
     threading._kata_native_RLock = _NATIVE_RLOCK  # type: ignore[attr-defined]
     threading.RLock = RLock  # type: ignore[assignment]
+    threading._allocate_lock = _allocate_lock  # type: ignore[attr-defined]
+    time.sleep = _sleep  # type: ignore[assignment]
     start, join, is_alive = cls.start, cls.join, cls.is_alive
     bootstrap = cls._bootstrap_inner  # type: ignore[attr-defined]
+    _INTERNALS.update((cls.__init__.__code__, start.__code__))
 
     def start_(self: threading.Thread) -> None:
         self._kata_site = _start_site()  # type: ignore[attr-defined]
         token = self._kata_token = new_id("t")  # type: ignore[attr-defined]
         trace.record("tstart", token, self.name)
-        start(self)
+        ctl = control.running()
+        if ctl is None or not _starter_controls():
+            start(self)
+            return
+        sched, me = ctl
+        sched.point(me, "start", f"#{len(sched.tasks)}", trace.site())
+        task = sched.add_task(self.name)
+        self._kata_task = (sched, task)  # type: ignore[attr-defined]
+        run = self.run
+
+        def run_under_control() -> None:
+            sched.enter(task)
+            try:
+                run()
+            except control.Deadlocked:
+                pass
+            finally:
+                sched.leave(task)
+
+        self.run = run_under_control  # type: ignore[method-assign]
+        me.depth += 1  # start() waits for the thread to exist: no point in there
+        try:
+            start(self)
+        finally:
+            me.depth -= 1
+        sched.bind(task, self.ident or 0)
 
     def bootstrap_(self: threading.Thread) -> None:
         trace.name_thread(self.name)
@@ -265,8 +399,19 @@ def _patch_threading() -> None:
             trace.record("tjoin", token)
 
     def thread_join_(self: threading.Thread, timeout: float | None = None) -> None:
-        with trace.waiting("join", self.name, timeout is not None, trace.site()):
-            join(self, timeout)
+        ctl, task = control.running(), _controls(self)
+        if ctl is not None and task is not None and self._started.is_set():  # type: ignore[attr-defined]
+            sched, me = ctl
+            sched.point(me, "join", f"#{task.index}", trace.site())
+            outcome = sched.block(
+                me, lambda: task.state == control.DONE, f"join() of {self.name}", timeout
+            )
+            if outcome == control.TIMEOUT:
+                return
+            join(self, None if outcome == control.READY else timeout)
+        else:
+            with trace.waiting("join", self.name, timeout is not None, trace.site()):
+                join(self, timeout)
         if not is_alive(self):
             seen_end(self)
 
@@ -274,6 +419,13 @@ def _patch_threading() -> None:
         # Learner code that finds a thread dead has waited for its end as surely as a
         # join() would (a server that drops the client threads it finds dead, say).
         alive = bool(is_alive(self))
+        task = _controls(self)
+        if task is not None and self._started.is_set():  # type: ignore[attr-defined]
+            ctl = control.running()
+            if ctl is not None and from_learner(2):  # a learner polling: let the others go
+                ctl[1].yielding = True
+                ctl[0].point(ctl[1], "is_alive", f"#{task.index}", trace.site())
+            alive = task.state != control.DONE
         if not alive and self._started.is_set() and from_learner(2):  # type: ignore[attr-defined]
             seen_end(self)
         return alive
@@ -288,18 +440,21 @@ def _patch_threading() -> None:
 
     def cond_init_(self: Any, lock: Any = None) -> None:
         if lock is None and from_learner(2):
-            lock = TracedRLock(_NATIVE_RLOCK())
+            lock = TracedRLock(control.ControlledRLock())
         cond_init(self, lock)
 
     def cond_wait_(self: Any, timeout: float | None = None) -> bool:
-        with trace.waiting("wait", "condition", timeout is not None, trace.site()):
-            got = cond_wait(self, timeout)
+        where = trace.site()
+        with control.library_call("wait", "condition", where):
+            with trace.waiting("wait", "condition", timeout is not None, where):
+                got = cond_wait(self, timeout)
         trace.access("hb-", f"c{id(self):x}")
         return bool(got)
 
     def notify_(self: Any, n: int = 1) -> None:
         trace.access("hb+", f"c{id(self):x}")
-        notify(self, n)
+        with control.library_call("notify", "condition", trace.site()):
+            notify(self, n)
 
     install_wrapper(cond, "__init__", cond_init_)
     install_wrapper(cond, "wait", cond_wait_)
@@ -309,11 +464,14 @@ def _patch_threading() -> None:
 
     def set_(self: Any) -> None:
         trace.access("hb+", f"e{id(self):x}")
-        event_set(self)
+        with control.library_call("set", "event", trace.site()):
+            event_set(self)
 
     def event_wait_(self: Any, timeout: float | None = None) -> bool:
-        with trace.waiting("wait", "event", timeout is not None, trace.site()):
-            got = event_wait(self, timeout)
+        where = trace.site()
+        with control.library_call("wait", "event", where):
+            with trace.waiting("wait", "event", timeout is not None, where):
+                got = event_wait(self, timeout)
         if got:
             trace.access("hb-", f"e{id(self):x}")
         return bool(got)
@@ -326,8 +484,10 @@ def _patch_threading() -> None:
     def barrier_wait_(self: Any, timeout: float | None = None) -> int:
         key = _barrier_id(self)
         trace.access("hb+", key)
-        with trace.waiting("wait", "barrier", timeout is not None, trace.site()):
-            index = barrier_wait(self, timeout)
+        where = trace.site()
+        with control.library_call("wait", "barrier", where):
+            with trace.waiting("wait", "barrier", timeout is not None, where):
+                index = barrier_wait(self, timeout)
         trace.access("hb-", key)
         return int(index)
 
@@ -336,10 +496,12 @@ def _patch_threading() -> None:
     sem_acquire, sem_release = threading.Semaphore.acquire, threading.Semaphore.release
 
     def sem_acquire_(self: Any, blocking: bool = True, timeout: float | None = None) -> bool:
+        where = trace.site()
         if blocking:
-            trace.wait_begin("acquire", "semaphore", timeout is not None, trace.site())
+            trace.wait_begin("acquire", "semaphore", timeout is not None, where)
         try:
-            got = sem_acquire(self, blocking, timeout)
+            with control.library_call("acquire", "semaphore", where):
+                got = sem_acquire(self, blocking, timeout)
         finally:
             if blocking:
                 trace.wait_end()
@@ -349,7 +511,8 @@ def _patch_threading() -> None:
 
     def sem_release_(self: Any, n: int = 1) -> None:
         trace.access("hb+", f"S{id(self):x}")
-        sem_release(self, n)
+        with control.library_call("release", "semaphore", trace.site()):
+            sem_release(self, n)
 
     install_wrapper(threading.Semaphore, "acquire", sem_acquire_)
     install_wrapper(threading.Semaphore, "release", sem_release_)

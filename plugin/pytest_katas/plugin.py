@@ -36,6 +36,7 @@ MARKERS = (
     "task(taskno): Exercism's spelling of kata_task",
     "kata_stress_budget(seconds): how long this test's stress loop may run",
     "kata_stress: added by the plugin to every test that uses the kata_stress fixture",
+    "kata_explore(strategy): this test's default exploration strategy (dfs, pct, random)",
 )
 _SEED = pytest.StashKey[int]()
 
@@ -227,7 +228,18 @@ def kata_stress(request: pytest.FixtureRequest) -> stress.Stress:
             return None
         return findings.audit(rundir, channel.learner_files(), target.kata.relpath)
 
-    return stress.Stress(budget, seed, item.nodeid, _replay_command(item), noisy, audit)
+    config = request.config
+    marker = item.get_closest_marker("kata_explore")
+    exploration = stress.Exploration(
+        scheduler=settings.resolve(config, "kata_scheduler"),
+        # A kata's own choice (the marker) is a default: the command line overrides it.
+        strategy=settings.resolve(config, "kata_explore", None, marker.args[0] if marker else None),
+        bound=settings.resolve(config, "kata_preemptions"),
+        token=settings.resolve(config, "kata_schedule"),
+    )
+    return stress.Stress(
+        budget, seed, item.nodeid, _replay_command(item), noisy, audit, exploration
+    )
 
 
 def _limits(item: pytest.Function, target: KataTarget) -> supervise.Limits:
@@ -304,6 +316,9 @@ def pytest_runtest_makereport(
         item.user_properties.append(("kata_failure_class", outcome.kind.name.lower()))
     if outcome.seed is not None:
         item.user_properties.append(("kata_seed", outcome.seed))
+    if outcome.explored:  # shown by -rA, and kept in the JUnit XML
+        report.sections.append(("kata schedules", "\n".join(outcome.explored)))
+        item.user_properties.append(("kata_explored", "; ".join(outcome.explored)))
 
 
 @pytest.hookimpl(trylast=True)

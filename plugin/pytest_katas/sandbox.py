@@ -13,7 +13,7 @@ from typing import Final, NoReturn
 
 import pytest
 
-from pytest_katas import boot, findings, leaks
+from pytest_katas import boot, findings, leaks, stress
 from pytest_katas.channel import RunDir, RunState
 from pytest_katas.loader import KataTarget, TargetImportError, describe_not_implemented
 from pytest_katas.verdict import KataFailure, Kind, Outcome
@@ -141,6 +141,7 @@ def _run_test(item: pytest.Function, spec: SandboxSpec) -> Outcome:
     else:
         outcome = Outcome("passed")
     outcome.duration = time.perf_counter() - started
+    outcome.explored = stress.take_summaries()
     return outcome
 
 

@@ -47,6 +47,16 @@ def _on_off(text: str) -> bool:
     return value == "on"
 
 
+def _choice(*allowed: str) -> Callable[[str], str]:
+    def parse(text: str) -> str:
+        value = text.strip().lower()
+        if value not in allowed:
+            raise ValueError(f"must be one of {', '.join(allowed)}")
+        return value
+
+    return parse
+
+
 _SIZE: Final = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmg]i?b?|b)?\s*$", re.IGNORECASE)
 
 
@@ -137,6 +147,35 @@ SETTINGS: Final = {
             "contracts, deadlocks): on (the default) or off, to compare with the outcome alone",
             _on_off,
             lambda: True,
+        ),
+        Setting(
+            "kata_scheduler",
+            "who decides the interleaving in stress tests: controlled (the default: one "
+            "thread or process runs at a time, at points the plugin chooses, so a schedule "
+            "replays exactly) or noise (the OS decides, nudged by seeded random pauses)",
+            _choice("controlled", "noise"),
+            lambda: "controlled",
+        ),
+        Setting(
+            "kata_explore",
+            "how the controlled scheduler picks schedules: dfs (every schedule with at most "
+            "--kata-preemptions preemptions), pct (probabilistic concurrency testing) or "
+            "random (a seeded walk); default: the kata's choice, else dfs",
+            _choice("dfs", "pct", "random"),
+            lambda: "dfs",
+        ),
+        Setting(
+            "kata_preemptions",
+            "the bound of the dfs search: schedules with at most this many preemptions (default 2)",
+            _positive_int,
+            lambda: 2,
+        ),
+        Setting(
+            "kata_schedule",
+            "replay one schedule exactly: the token a failure printed",
+            str,
+            lambda: None,
+            ini=False,
         ),
         Setting(
             "kata_stress_budget",

@@ -11,18 +11,49 @@ from collections.abc import Callable
 from contextlib import nullcontext
 from typing import TYPE_CHECKING, Any, Final, final
 
-from pytest_katas import schedule, trace
+from pytest_katas import channel, control, explore, schedule, tables, trace
 from pytest_katas.verdict import Kind, fail_as
 
 if TYPE_CHECKING:
     from pytest_katas.findings import Finding
 
-__all__ = ["Stress", "StressReport", "test_seed"]
+__all__ = ["Exploration", "Stress", "StressReport", "test_seed"]
 
 _SHOWN: Final = 8
+# A search runs at most this many schedules, and stops after the budget once it has run a
+# few; a depth-first search that ends before either is a proof within its bound.
+MAX_SCHEDULES: Final = 3000
+EXPLORE_BUDGET_FACTOR: Final = 3.0
+
+
+@final
+@dataclasses.dataclass(frozen=True)
+class Exploration:
+    """How stress runs are scheduled: resolved once from the options, per test."""
+
+    scheduler: str = "controlled"  # or "noise"
+    strategy: str = "dfs"
+    bound: int = explore.DEFAULT_BOUND
+    token: str | None = None  # --kata-schedule: replay this one schedule
+
+    @property
+    def controlled(self) -> bool:
+        return self.scheduler == "controlled" or self.token is not None
+
+
 # The trace's verdicts do not depend on the schedule, so the first runs say all it can;
 # later runs go untraced, to stay fast and within the trace's cap.
 TRACED_RUNS: Final = 2
+
+
+_summaries: list[str] = []  # what this test's stress runs explored, in the sandbox
+
+
+def take_summaries() -> list[str]:
+    """What the stress runs of the test just run explored (and forget it)."""
+    taken = list(_summaries)
+    _summaries.clear()
+    return taken
 
 
 def test_seed(session_seed: int, nodeid: str) -> int:
@@ -77,13 +108,22 @@ class Stress:
         replay: list[str],
         noisy: bool = True,
         audit: Callable[[], Finding | None] | None = None,
+        exploration: Exploration | None = None,
     ) -> None:
+        self.exploration = exploration or Exploration(scheduler="noise")
+        self.summary: str | None = None  # what the exploration did, for the report
         self.budget = budget
         self.noisy = noisy
         self.session_seed = session_seed
         self.seed = test_seed(session_seed, nodeid)
         self.replay = replay
         self.audit = audit
+
+    @property
+    def controlled(self) -> bool:
+        """Whether runs are scheduled by the plugin: scenarios may then be small (two
+        threads, a few steps each), since every interleaving of them can be tried."""
+        return self.exploration.controlled
 
     def run(
         self,
@@ -99,6 +139,13 @@ class Stress:
         budget = self.budget if budget is None else budget
         report = StressReport(0, 0.0, Counter(), {})
         started = time.monotonic()
+        if self.controlled:
+            lost = self._explore(scenario, check, kind, report, budget)
+            if lost is None:
+                report.seconds = time.monotonic() - started
+                _summaries.append(f"{self.summary} in {report.seconds:.2f} s")
+                return report
+            self.summary = lost  # fall back to noise for the rest of the budget
         try:
             while report.runs < min_runs or time.monotonic() - started < budget:
                 if max_runs is not None and report.runs >= max_runs:
@@ -107,7 +154,13 @@ class Stress:
         finally:
             trace.set_tracing(True)
         report.seconds = time.monotonic() - started
+        _summaries.append(self._noise_summary(report))
         return report
+
+    def _noise_summary(self, report: StressReport) -> str:
+        how = "under schedule noise" if self.noisy else "without noise"
+        lost = f" ({self.summary})" if self.summary else ""
+        return f"{report.runs} run(s) {how} in {report.seconds:.1f} s{lost}"
 
     def _one_run(
         self,
@@ -146,12 +199,148 @@ class Stress:
 
     def _message(self, problem: str, report: StressReport) -> str:
         command = shlex.join(self.replay)
+        note = f"\n\n{self.summary}" if self.summary else ""
         return (
             f"{problem} (run {report.runs} of a stress test "
             f"{'under schedule noise' if self.noisy else 'without noise'}, "
-            f"seed {self.session_seed})\n\nOutcomes seen:\n{report.table()}\n\n"
+            f"seed {self.session_seed}){note}\n\nOutcomes seen:\n{report.table()}\n\n"
             f"Replay: {command}"
         )
+
+    # -- the controlled scheduler ------------------------------------------------------
+
+    def _strategy(self) -> explore.Strategy:
+        ex = self.exploration
+        if ex.token is not None:
+            return explore.Replay(ex.token)
+        return explore.make(ex.strategy, self.seed, MAX_SCHEDULES, ex.bound)
+
+    def _explore(
+        self,
+        scenario: Callable[[], Any],
+        check: Callable[[Any], str | None],
+        kind: str | Kind,
+        report: StressReport,
+        budget: float,
+    ) -> str | None:
+        """Run the scenario under each schedule the strategy gives, until one fails (the
+        test fails with that schedule), the strategy is done, or time is up. Returns None,
+        or why control was lost (the caller then goes on with noise)."""
+        __tracebackhide__ = True
+        strategy = self._strategy()
+        started = time.monotonic()
+        finding: Finding | None = None
+        try:
+            while True:
+                if report.runs and time.monotonic() - started > budget * EXPLORE_BUDGET_FACTOR:
+                    break
+                plan = strategy.plan(report.runs)
+                if plan is None:
+                    break
+                traced = report.runs < TRACED_RUNS
+                trace.set_tracing(traced)
+                outcome: Any = None
+                with control.controlled(plan) as sched:
+                    try:
+                        outcome = scenario()
+                    except control.Deadlocked:
+                        pass
+                report.runs += 1
+                strategy.finished(plan)
+                if sched.lost is not None:
+                    return (
+                        f"The plugin could not schedule this test itself ({sched.lost}), so "
+                        f"it went on with random schedule noise instead; a pass is less sure."
+                    )
+                if sched.deadlock is not None:
+                    self._fail_schedule(
+                        Kind.HANG, _deadlock(sched), sched, plan, strategy, report.runs
+                    )
+                problem = check(outcome)
+                key = _key(outcome)
+                report.histogram[key] += 1
+                if problem is not None:
+                    report.forbidden[key] = problem
+                    self._fail_schedule(kind, problem, sched, plan, strategy, report.runs)
+                if traced and finding is None and self.audit is not None:
+                    finding = self.audit()
+        finally:
+            trace.set_tracing(True)
+        self.summary = strategy.summary(report.runs)
+        if isinstance(strategy, explore.Replay) and strategy.diverged:
+            self.summary = strategy.summary(report.runs)
+        if finding is not None:  # no schedule showed it, but the trace says it can happen
+            command = shlex.join(self.replay)
+            failure = fail_as(
+                finding.kind, f"{finding.message}\n\n{finding.details}\n\nReplay: {command}"
+            )
+            failure.seed = self.session_seed
+            failure.traced = True
+            raise failure
+        return None
+
+    def _fail_schedule(
+        self,
+        kind: str | Kind,
+        problem: str,
+        sched: control.Scheduler,
+        plan: explore.Plan,
+        strategy: explore.Strategy,
+        runs: int,
+    ) -> None:
+        __tracebackhide__ = True
+        token = plan.token()
+        labels = _labels(sched)
+        table = tables.steps_table(sched.log, labels, _line_of)
+        how = (
+            "replayed from --kata-schedule"
+            if isinstance(strategy, explore.Replay)
+            else f"schedule {runs} of the {strategy.name} search, {plan.preemptions} preemption(s)"
+        )
+        command = shlex.join([*self.replay, f"--kata-schedule={token}"])
+        diverged = ""
+        if isinstance(strategy, explore.Replay) and strategy.diverged:
+            diverged = "\n\n" + strategy.summary(1)
+        failure = fail_as(
+            kind,
+            f"{problem}\n\nThe interleaving that shows it ({how}; one thread ran at a time, "
+            f"switching only where shown):\n{table}{diverged}\n\nReplay this exact schedule: "
+            f"{command}",
+        )
+        failure.seed = self.session_seed
+        failure.traced = True
+        raise failure
+
+
+def _labels(sched: control.Scheduler) -> list[str]:
+    """Names that are the same in every run: the main thread, then threads by start order
+    (a thread's own name has a counter that grows from run to run)."""
+    labels = []
+    for task in sched.tasks:
+        if task.index == 0:
+            labels.append("test")
+            continue
+        name = task.name
+        target = name[name.index("(") :] if name.startswith("Thread-") and "(" in name else ""
+        own = not name.startswith("Thread-")
+        labels.append(name if own else f"thread {task.index} {target}".rstrip())
+    return labels
+
+
+def _line_of(site: int) -> tuple[str, int] | None:
+    files = channel.learner_files()
+    index, line = divmod(site, trace.SITE_BASE)
+    if 0 <= index < len(files):
+        return files[index].rsplit("/", 1)[-1], line
+    return None
+
+
+def _deadlock(sched: control.Scheduler) -> str:
+    waits = "\n".join(f"  - {line}" for line in sched.deadlock or ())
+    return (
+        "Deadlock: every thread is waiting and none can go on, so the program would hang "
+        f"for ever here:\n{waits}"
+    )
 
 
 def _key(outcome: Any) -> str:

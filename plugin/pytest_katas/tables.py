@@ -127,3 +127,88 @@ def recent(history: History, relpath: Callable[[str], str], each: int = 3) -> st
     if all(e.op == "pend" for e in shown):
         return None  # nothing moved: the ends alone tell nothing
     return interleaving(history, shown, relpath)
+
+
+# -- the controlled scheduler's own record of a run ----------------------------------------
+
+_STEP_VERBS: Final = {
+    "acq": "acquire",
+    "rel": "release",
+    "start": "start",
+    "join": "join",
+    "wait": "wait on",
+    "set": "set",
+    "notify": "notify",
+    "sleep": "sleep",
+    "put": "put on",
+    "get": "get from",
+    "is_alive": "is_alive() of",
+}
+
+
+def _step_text(op: str, obj: str, value: Any, labels: Sequence[str]) -> str:
+    match = _ATTR.match(obj)
+    if match and op in ("read", "write"):
+        name = f"{match['cls'].rsplit('.', 1)[-1]}.{match['attr']}"
+        return f"{op:<5} {name} {'->' if op == 'read' else '='} {value!r}"
+    match = _KEY.match(obj)
+    if match:
+        return f"{op} [{match['key']}]" + (f" = {value!r}" if value is not None else "")
+    if op in ("acq", "rel"):
+        return f"{_STEP_VERBS[op]} the lock"
+    verb = _STEP_VERBS.get(op, op)
+    if obj.startswith("#") and obj[1:].isdigit():
+        return f"{verb} {labels[int(obj[1:])]}"
+    if op in ("wait", "set", "notify", "put", "get", "acquire", "release"):
+        return f"{verb} the {obj}"
+    return f"{verb} {obj}".rstrip()
+
+
+def steps_table(
+    steps: Sequence[Any],
+    labels: Sequence[str],
+    line_of: Callable[[int], tuple[str, int] | None],
+) -> str:
+    """The steps of a controlled run that ran learner code, one column per task, in the
+    exact order they ran; ``line_of(site)`` gives (file, line) of a step's learner line."""
+    rows = [s for s in steps if s.site >= 0]
+    if not rows:
+        rows = list(steps)
+    if len(rows) > _ROWS:
+        rows = rows[_window(rows) :][:_ROWS]
+    tasks: list[int] = []
+    for step in rows:
+        if step.task not in tasks:
+            tasks.append(step.task)
+    tasks = sorted(tasks)[:_COLUMNS]
+    cells, files = [], set()
+    for step in rows:
+        if step.task not in tasks:
+            continue
+        text = _step_text(step.op, step.obj, step.value, labels)
+        where = line_of(step.site) if step.site >= 0 else None
+        if where is not None:
+            files.add(where[0])
+            text += f"  (line {where[1]})"
+        cells.append((tasks.index(step.task), text))
+    heads = [labels[t] for t in tasks]
+    width = min(max([len(t) for _, t in cells] + [len(h) for h in heads] + [12]), _WIDTH)
+    lines = ["  " + " | ".join(f"{h:<{width}}" for h in heads).rstrip()]
+    lines.append("  " + "-+-".join("-" * width for _ in heads))
+    for column, text in cells:
+        row = [""] * len(tasks)
+        row[column] = text if len(text) <= width else text[: width - 3] + "..."
+        lines.append("  " + " | ".join(f"{c:<{width}}" for c in row).rstrip())
+    if len(files) == 1:
+        lines.append(f"  (lines of {next(iter(files))})")
+    return "\n".join(lines)
+
+
+def _window(rows: Sequence[Any]) -> int:
+    """Where to start showing a long run: a few steps before the first task switch that
+    left a task in the middle of its work (it runs again later)."""
+    for i in range(1, len(rows)):
+        before, now = rows[i - 1].task, rows[i].task
+        if before != now and any(r.task == before for r in rows[i:]):
+            return max(0, i - 4)
+    return max(0, len(rows) - _ROWS)

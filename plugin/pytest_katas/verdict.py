@@ -64,6 +64,7 @@ class Outcome:
     duration: float = 0.0
     skip: tuple[str, int, str] | None = None
     traced: bool = False  # the verdict comes from the trace already
+    explored: list[str] = dataclasses.field(default_factory=list)  # what stress runs tried
 
     def text(self) -> str:
         head = f"{self.kind.name}: {self.message}" if self.kind is not None else self.message
