@@ -57,7 +57,9 @@ def _counter(pytester, body):
 @pytest.mark.parametrize("seed", [1, 2, 3, 4, 5])
 def test_the_trace_catches_an_unlocked_increment_without_noise_every_time(pytester, seed):
     _counter(pytester, UNLOCKED)
-    result = pytester.runpytest_subprocess("katas/demo", f"--kata-seed={seed}", "--kata-noise=off")
+    result = pytester.runpytest_subprocess(
+        "katas/demo", f"--kata-seed={seed}", "--kata-noise=off", "--kata-scheduler=noise"
+    )
     result.assert_outcomes(failed=1)
     result.stdout.fnmatch_lines(
         [
@@ -68,7 +70,8 @@ def test_the_trace_catches_an_unlocked_increment_without_noise_every_time(pytest
             "*write Counter._value = *(line 10)*",
             "*Nothing orders the two: neither held a lock across the whole update*",
             "Replay: pytest katas/demo/test_demo.py::test_no_update_is_lost "
-            f"--kata-seed={seed} --kata-start-method=* --kata-target=katas --kata-noise=off",
+            f"--kata-seed={seed} --kata-start-method=* --kata-target=katas --kata-noise=off "
+            "--kata-scheduler=noise",
         ]
     )
     assert "FORBIDDEN" not in result.stdout.str()  # caught by the trace, before any count
@@ -83,7 +86,9 @@ def test_a_locked_increment_passes_with_the_trace_on(pytester):
 @pytest.mark.parametrize("seed", [1, 2, 3, 4, 5])
 def test_noise_alone_fails_an_unlocked_increment_with_every_seed(pytester, seed):
     _counter(pytester, UNLOCKED)
-    result = pytester.runpytest_subprocess("katas/demo", f"--kata-seed={seed}", "--kata-trace=off")
+    result = pytester.runpytest_subprocess(
+        "katas/demo", f"--kata-seed={seed}", "--kata-trace=off", "--kata-scheduler=noise"
+    )
     result.assert_outcomes(failed=1)
     result.stdout.fnmatch_lines(
         [
@@ -94,7 +99,8 @@ def test_noise_alone_fails_an_unlocked_increment_with_every_seed(pytester, seed)
             "*FORBIDDEN",
             "*run(s) in * s; failure rate *",
             f"*Replay: pytest katas/demo/test_demo.py::test_no_update_is_lost "
-            f"--kata-seed={seed} --kata-start-method=* --kata-target=katas --kata-trace=off",
+            f"--kata-seed={seed} --kata-start-method=* --kata-target=katas --kata-trace=off "
+            "--kata-scheduler=noise",
         ]
     )
 
@@ -102,7 +108,7 @@ def test_noise_alone_fails_an_unlocked_increment_with_every_seed(pytester, seed)
 def test_a_locked_increment_passes_the_whole_budget_under_noise_alone(pytester):
     _counter(pytester, LOCKED)
     result = pytester.runpytest_subprocess(
-        "katas/demo", "--kata-stress-budget=1", "--kata-trace=off"
+        "katas/demo", "--kata-stress-budget=1", "--kata-trace=off", "--kata-scheduler=noise"
     )
     result.assert_outcomes(passed=1)
 
@@ -112,7 +118,9 @@ def test_the_report_carries_the_seed_of_a_race(pytester):
 
     _counter(pytester, UNLOCKED)
     path = pytester.path / "r.json"
-    pytester.runpytest_subprocess("katas/demo", "--kata-seed=77", f"--kata-report={path}")
+    pytester.runpytest_subprocess(
+        "katas/demo", "--kata-seed=77", f"--kata-report={path}", "--kata-scheduler=noise"
+    )
     (test,) = json.loads(path.read_text())["tests"]
     assert (test["failure_class"], test["seed"]) == ("race", 77)
 
@@ -148,5 +156,7 @@ def test_noise_reaches_child_processes_under_every_start_method(pytester, method
         ),
         timeout=30,
     )
-    result = pytester.runpytest_subprocess("katas/demo", f"--kata-start-method={method}")
+    result = pytester.runpytest_subprocess(
+        "katas/demo", f"--kata-start-method={method}", "--kata-scheduler=noise"
+    )
     result.assert_outcomes(passed=2)

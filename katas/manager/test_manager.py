@@ -114,9 +114,11 @@ def test_count_down_with_no_workers_returns_start(kata):
 def test_count_down_loses_no_update_under_contention(kata, kata_stress):
     # Twelve workers are plenty once the stress loop widens the gap between read and write;
     # fifty would take seconds per run under spawn.
+    # Under the controlled scheduler two workers are enough: it tries their interleavings.
+    start, workers = (4, 2) if kata_stress.controlled else (30, 12)
     kata_stress.run(
-        lambda: _an_int(kata.count_down(start=30, workers=12)),
-        lambda got: _count_problem(30, 12, got),
+        lambda: _an_int(kata.count_down(start=start, workers=workers)),
+        lambda got: _count_problem(start, workers, got),
         kind="race",
         min_runs=1,
         max_runs=10,
@@ -188,10 +190,12 @@ def test_tally_counts_every_word_when_workers_do_not_divide_them_evenly(kata):
 
 def test_tally_loses_no_update_under_contention(kata, kata_stress):
     # Few distinct words, many of each: the workers keep updating the same keys.
-    words = ["a", "b"] * 10
+    # Under the controlled scheduler: two workers, one word each, the same word, so that
+    # every interleaving of their read-then-write of it is tried.
+    words, workers = (["a", "a"], 2) if kata_stress.controlled else (["a", "b"] * 10, 3)
 
     kata_stress.run(
-        lambda: _a_dict(kata.tally(words, workers=3)),
+        lambda: _a_dict(kata.tally(words, workers=workers)),
         lambda got: _tally_problem(words, got),
         kind="race",
         min_runs=2,

@@ -153,12 +153,19 @@ def test_fan_out_keeps_large_items_whole_with_several_readers(kata):
 
 
 def test_fan_out_readers_never_split_a_message_under_contention(kata, kata_stress):
-    items = [_big(n, 128 * 1024 if n % 2 else 16) for n in range(16)]
+    # Noise needs big messages (a reader can be cut off halfway through one); under the
+    # controlled scheduler each recv() is one step, and the trace judges who held the Lock.
+    if kata_stress.controlled:
+        items = [_big(n, 16) for n in range(2)]
+    else:
+        items = [_big(n, 128 * 1024 if n % 2 else 16) for n in range(16)]
+
+    consumers = 2 if kata_stress.controlled else 3
 
     def scenario():
-        got = kata.fan_out(items, consumers=3)
+        got = kata.fan_out(items, consumers=consumers)
         try:
-            _check_exactly_once(items, got, 3)
+            _check_exactly_once(items, got, consumers)
         except AssertionError as exc:
             return str(exc).split(":", 1)[0]
         return "every item exactly once"

@@ -447,6 +447,11 @@ class RunDir:
 
     # -- status tables --------------------------------------------------------------------
 
+    def control_address(self) -> str:
+        """Where the process coordinator of a controlled run listens (a Unix socket): it
+        exists only while such a run is on. Its messages are :mod:`.coordinate`'s."""
+        return str(self.path / "control.sock")
+
     def status_path(self, pid: int) -> Path:
         return self.path / f"status-{pid}"
 

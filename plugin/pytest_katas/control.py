@@ -72,6 +72,7 @@ class Step:
     obj: str
     site: int
     value: Any = None
+    preempted: bool = False  # another task could have gone on, and was stopped here
 
 
 @final
@@ -91,6 +92,7 @@ class Task:
         "timed_out",
         "waits",
         "yielding",
+        "away",
     )
 
     def __init__(self, index: int, name: str) -> None:
@@ -108,6 +110,7 @@ class Task:
         self.pending = "start"
         self.depth = 0  # inside a library's own use of locks: no preemption there
         self.yielding = False
+        self.away = 0  # waiting for the process coordinator, which watches it instead
 
 
 @final
@@ -120,9 +123,10 @@ class Scheduler:
         self.clock = 0.0
         self.log: list[Step] = []
         self.lost: str | None = None
-        self.deadlock: list[str] | None = None
+        self.deadlock: list[tuple[int, str, int]] | None = None  # who waits, in what, where
         self.ended = False
         self.progress = 0
+        self.known = {t.ident for t in threading.enumerate()}  # threads from before the run
 
     # -- tasks ---------------------------------------------------------------------------
 
@@ -164,6 +168,7 @@ class Scheduler:
             return
         self.progress += 1
         task.pending = f"{op} {obj}"
+        task.site = where
         if task.depth == 0:
             self._switch(task)
         self.log.append(Step(task.index, op, obj, where, value))  # it happens now
@@ -251,6 +256,8 @@ class Scheduler:
         nxt = self.tasks[chosen]
         if nxt is me:
             return
+        if current is not None and self.log:
+            self.log[-1].preempted = True  # the last step before it was stopped
         self.current = nxt
         try:
             nxt.baton.release()
@@ -291,8 +298,18 @@ class Scheduler:
         return False
 
     def _declare_deadlock(self, me: Task) -> None:
+        helpers = [
+            t
+            for t in threading.enumerate()
+            if t.ident not in self.known
+            and getattr(t, "_kata_task", (None,))[0] is not self
+            and t.is_alive()
+        ]
+        if helpers:  # threads of a library may still wake someone: not sure, so let go
+            self.let_go(f"threads outside the scheduler ({helpers[0].name}) had work left")
+            return
         self.deadlock = [
-            f"{t.name} waits in {t.waits() if callable(t.waits) else t.waits}"
+            (t.index, t.waits() if callable(t.waits) else t.waits, t.site)
             for t in self.tasks
             if t.state == BLOCKED
         ]
@@ -324,7 +341,9 @@ class Scheduler:
                 seen, since = self.progress, time.monotonic()
                 continue
             task = self.current
-            if task is None or time.monotonic() - since < LOST_AFTER:
+            if task is None or task.away or time.monotonic() - since < LOST_AFTER:
+                if task is not None and task.away:
+                    since = time.monotonic()
                 continue
             if _sleeping(task.native):
                 where = _where(task)
@@ -368,6 +387,16 @@ def running() -> tuple[Scheduler, Task] | None:
     return None if task is None else (sched, task)
 
 
+def _forget_after_fork() -> None:
+    """A forked child is not part of its parent's run of threads (its own processes are
+    scheduled by :mod:`.coordinate`, if at all)."""
+    global _active
+    _active = None
+
+
+os.register_at_fork(after_in_child=_forget_after_fork)
+
+
 @contextlib.contextmanager
 def controlled(plan: Plan) -> Iterator[Scheduler]:
     """Run the body under control: the calling thread is task 0."""
@@ -384,6 +413,27 @@ def controlled(plan: Plan) -> Iterator[Scheduler]:
     finally:
         _active = None
         sched.let_go()
+
+
+@contextlib.contextmanager
+def away() -> Iterator[None]:
+    """The calling task waits for the process coordinator: not lost, only elsewhere."""
+    ctl = running()
+    if ctl is None:
+        yield
+        return
+    ctl[1].away += 1
+    try:
+        yield
+    finally:
+        ctl[1].away -= 1
+
+
+def give_up(why: str) -> None:
+    """Something the scheduler cannot control has begun (a Pool's threads): let go."""
+    sched = _active
+    if sched is not None and not sched.free:
+        sched.let_go(why)
 
 
 @contextlib.contextmanager

@@ -15,7 +15,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from pytest_katas import hooks_ipc, hooks_net, hooks_sync, trace
+from pytest_katas import control, coordinate, hooks_ipc, hooks_net, hooks_sync, trace
 from pytest_katas.wrapping import install_wrapper, new_id, patched
 
 __all__ = ["install", "process_began", "process_ending"]
@@ -35,9 +35,19 @@ def _patch_processes() -> None:
     def start_(self: Any) -> None:
         self._kata_token = new_id("p")
         trace.record("pstart", self._kata_token, self.name)
-        start(self)
+        if not coordinate.active() or _role(self) != "worker":
+            start(self)  # a Manager's server or a Pool's worker is not scheduled
+            return
+        coordinate.point("start", "#?", trace.site())
+        with control.away():  # a spawned child takes a while: not a thread gone astray
+            start(self)
+        coordinate.spawned(self.pid, self.name)
 
     def process_join_(self: Any, timeout: float | None = None) -> None:
+        if coordinate.active() and self.pid is not None and _role(self) == "worker":
+            # Granted only once the child is done with its steps: a join never waits here
+            # for a child that waits for us.
+            coordinate.point("join", str(self.pid), trace.site(), join=self.pid)
         with trace.waiting("join", self.name, timeout is not None, trace.site()):
             join(self, timeout)
         if self.exitcode is not None:
@@ -47,15 +57,24 @@ def _patch_processes() -> None:
     install_wrapper(cls, "join", process_join_)
 
 
+def _role(process: Any) -> str:
+    from pytest_katas.boot import role_of
+
+    return role_of(getattr(process, "_target", None))
+
+
 def process_began(process: Any, role: str) -> None:
     """First words of a multiprocessing child (from its bootstrap)."""
     trace.record("pbegin", getattr(process, "_kata_token", ""), [process.name, role])
     if role == "manager":
         trace.silence()
+    if role == "worker":
+        coordinate.connect_child(process.name)
 
 
 def process_ending(process: Any) -> None:
     trace.record("pend", getattr(process, "_kata_token", ""), os.getpid())
+    coordinate.done()
     trace.flush()
 
 
@@ -89,6 +108,9 @@ def _patch_pool() -> None:
             where = trace.site()
             if where >= 0:  # the learner's own call, not the pool's inside another one
                 trace.record("pool", f"{id(self):x}", _name, where)
+                # A Pool's workers and threads go their own way: no schedule of ours holds.
+                coordinate.give_up("a multiprocessing.Pool's own processes and threads")
+                control.give_up("a multiprocessing.Pool's own processes and threads")
             if _name == "join":
                 with trace.waiting("join", "pool", False, where):
                     return _original(self, *args, **kwargs)

@@ -9,7 +9,7 @@ import zlib
 from collections.abc import Callable
 from typing import Any, Final
 
-from pytest_katas import control, schedule, trace
+from pytest_katas import control, coordinate, schedule, trace
 from pytest_katas.wrapping import MP_DIR, install_wrapper, patched, small
 
 __all__ = ["install", "note_inherited_ends"]
@@ -60,11 +60,13 @@ def _patch_connections() -> None:
     install_wrapper(connection, "Pipe", Pipe)
 
     send_bytes, recv_bytes, recv, close = cls._send_bytes, cls._recv_bytes, cls.recv, cls.close
+    poll = connection._ConnectionBase.poll
 
     def _send_bytes(self: Any, buf: Any) -> None:
         schedule.jitter(0.1, 0.001)
         end = getattr(self, "_kata_end", None)
         if end is not None:
+            coordinate.point("send", end, trace.site())
             trace.access("send", end, len(buf))
         with trace.waiting("send", end or f"fd:{self._handle}", False, trace.site()):
             send_bytes(self, buf)
@@ -74,6 +76,7 @@ def _patch_connections() -> None:
         where = trace.site() if end is not None else -1
         started = trace._now()
         if end is not None:  # a reader is inside recv() from now on, even if it never returns
+            coordinate.attempt("recv", end, where, lambda: bool(poll(self, 0)))
             trace.access("reading", end, None, where)
         trace.wait_begin("recv", end or f"fd:{self._handle}", False, where)
         try:
@@ -105,6 +108,7 @@ def _patch_connections() -> None:
             raise
         if end is not None:
             trace.access("got", end, small(value))
+            coordinate.read(small(value))
         return value
 
     def close_(self: Any) -> None:
@@ -118,8 +122,6 @@ def _patch_connections() -> None:
     install_wrapper(cls, "_recv_bytes", _recv_bytes)
     install_wrapper(cls, "recv", recv_)
     install_wrapper(cls, "close", close_)
-
-    poll = connection._ConnectionBase.poll
 
     def poll_(self: Any, timeout: float | None = 0.0) -> bool:
         if timeout is not None and timeout <= 0:
@@ -170,6 +172,11 @@ def _patch_queues() -> None:
 
     def put(self: Any, obj: Any, block: bool = True, timeout: float | None = None) -> None:
         schedule.jitter(0.2, 0.001)
+        if coordinate.active():
+            coordinate.point("put", "queue", trace.site())
+            trace.access("put", mp_queue_id(self))
+            _put_now(self, obj, block, timeout)
+            return
         trace.access("put", mp_queue_id(self))
         bounded = self._maxsize > 0 and block
         if bounded:
@@ -181,6 +188,20 @@ def _patch_queues() -> None:
                 trace.wait_end()
 
     def get(self: Any, block: bool = True, timeout: float | None = None) -> Any:
+        if coordinate.active():
+            box: list[Any] = []
+
+            def probe() -> bool:
+                try:
+                    box.append(mp_get(self, False))
+                except queue.Empty:
+                    return False
+                return True
+
+            if coordinate.attempt("get", "queue", trace.site(), probe):
+                trace.access("get", mp_queue_id(self))
+                coordinate.read(small(box[0]))
+                return box[0]
         if block:
             trace.wait_begin("get", "queue", timeout is not None, trace.site())
         try:
@@ -210,6 +231,25 @@ def _patch_queues() -> None:
 
     install_wrapper(queue.Queue, "put", q_put_)
     install_wrapper(queue.Queue, "get", q_get_)
+
+
+def _put_now(q: Any, obj: Any, block: bool, timeout: float | None) -> None:
+    """A put written to the queue's pipe before it returns, not later by the queue's feeder
+    thread: under the coordinator, a get that follows must find the item there at once, in
+    every run alike."""
+    import queue
+    from multiprocessing.reduction import ForkingPickler
+
+    if q._closed:
+        raise ValueError(f"Queue {q!r} is closed")
+    if not q._sem.acquire(block, timeout):
+        raise queue.Full
+    data = ForkingPickler.dumps(obj)
+    if q._wlock is None:
+        q._writer.send_bytes(data)
+    else:
+        with q._wlock:
+            q._writer.send_bytes(data)
 
 
 # -- Manager proxies ---------------------------------------------------------------------
@@ -285,6 +325,11 @@ def _patch_proxies() -> None:
         op, key, before = _proxy_event(token.typeid, methodname, args)
         obj = ref if key is None else f"{ref}[{key!r}]"
         value = small(args[1] if len(args) > 1 else args[0] if args else None)
+        if coordinate.active():
+            taken = _coordinated(self, token.typeid, methodname, args, kwds, op, obj, where)
+            if taken:
+                trace.access(op, obj, [token.typeid, methodname, True], where)
+                return True
         if before:
             trace.access(op, obj, [token.typeid, methodname, value], where)
         waits = methodname in _BLOCKING_CALLS and token.typeid in _LOCKS | _SIGNALS | _QUEUES
@@ -295,8 +340,32 @@ def _patch_proxies() -> None:
             result = callmethod(self, methodname, args, kwds)
         if not before and (op != "acq" or result is not False):
             trace.access(op, obj, [token.typeid, methodname, small(result)], where)
+        if op == "read":
+            coordinate.read(small(result))
         schedule.jitter(0.1, 0.002)
         return result
+
+    def _coordinated(
+        self: Any,
+        typeid: str,
+        methodname: str,
+        args: tuple[Any, ...],
+        kwds: dict[str, Any],
+        op: str,
+        obj: str,
+        where: int,
+    ) -> bool:
+        """Wait for the turn of this proxy call. A blocking acquire of a Manager lock is
+        tried without blocking first: True if that took the lock (the call is done)."""
+        if typeid in _LOCKS and methodname in ("acquire", "__enter__"):
+            if not _has_timeout(methodname, args, kwds):
+                shown = f"{obj}" if op != "acq" else obj
+                return coordinate.attempt(
+                    "acq", shown, where, lambda: bool(callmethod(self, "acquire", (False,)))
+                )
+        wrote = small(args[1]) if op == "write" and len(args) > 1 else None
+        coordinate.point(op if op != "call" else methodname, obj, where, wrote=wrote)
+        return False
 
     install_wrapper(cls, "_callmethod", _callmethod)
 

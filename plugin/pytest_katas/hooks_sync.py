@@ -12,7 +12,7 @@ import time
 import types
 from typing import Any, Final
 
-from pytest_katas import control, schedule, trace
+from pytest_katas import control, coordinate, schedule, trace
 from pytest_katas.wrapping import MP_DIR, from_learner, install_wrapper, new_id, patched
 
 __all__ = ["Lock", "RLock", "TracedLock", "TracedRLock", "install", "semlock_id"]
@@ -62,6 +62,11 @@ def _patch_semlock() -> None:
         def acquire(block: bool = True, timeout: float | None = None) -> bool:
             schedule.jitter(0.1, 0.001)
             lock = getattr(self, "_kata_lock", None)
+            if lock is not None and block and timeout is None and coordinate.active():
+                where = trace.site()
+                if coordinate.attempt("acq", lock, where, lambda: bool(c_acquire(False))):
+                    trace.access("acq" if lock_like else "hb-", lock, None, where)
+                    return True
             got = c_acquire(False)
             if not got and block:
                 with trace.waiting("acquire", lock or "lock", timeout is not None, trace.site()):
@@ -73,6 +78,7 @@ def _patch_semlock() -> None:
         def release() -> None:
             lock = getattr(self, "_kata_lock", None)
             if lock is not None:
+                coordinate.point("rel", lock, trace.site())
                 trace.access("rel" if lock_like else "hb+", lock)
             c_release()
             schedule.jitter(0.1, 0.001)

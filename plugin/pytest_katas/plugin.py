@@ -204,6 +204,11 @@ def _replay_command(item: pytest.Item) -> list[str]:
             for name in ("kata_noise", "kata_trace")
             if not settings.resolve(config, name)
         ),
+        *(
+            ["--kata-scheduler=noise"]
+            if settings.resolve(config, "kata_scheduler") == "noise"
+            else []
+        ),
     ]
 
 

@@ -47,6 +47,19 @@ def _on_off(text: str) -> bool:
     return value == "on"
 
 
+def _schedule_token(text: str) -> str:
+    from pytest_katas.explore import TokenError, decode
+
+    try:
+        decode(text)
+    except TokenError as exc:
+        raise ValueError(
+            f"this is not a schedule token ({exc}); copy it whole from the line "
+            "'Replay this exact schedule: ...' of a failure"
+        ) from None
+    return text.strip()
+
+
 def _choice(*allowed: str) -> Callable[[str], str]:
     def parse(text: str) -> str:
         value = text.strip().lower()
@@ -173,7 +186,7 @@ SETTINGS: Final = {
         Setting(
             "kata_schedule",
             "replay one schedule exactly: the token a failure printed",
-            str,
+            _schedule_token,
             lambda: None,
             ini=False,
         ),

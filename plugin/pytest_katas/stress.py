@@ -11,7 +11,7 @@ from collections.abc import Callable
 from contextlib import nullcontext
 from typing import TYPE_CHECKING, Any, Final, final
 
-from pytest_katas import channel, control, explore, schedule, tables, trace
+from pytest_katas import channel, control, coordinate, explore, schedule, tables, trace
 from pytest_katas.verdict import Kind, fail_as
 
 if TYPE_CHECKING:
@@ -23,7 +23,7 @@ _SHOWN: Final = 8
 # A search runs at most this many schedules, and stops after the budget once it has run a
 # few; a depth-first search that ends before either is a proof within its bound.
 MAX_SCHEDULES: Final = 3000
-EXPLORE_BUDGET_FACTOR: Final = 3.0
+EXPLORE_BUDGET_FACTOR: Final = 2.0
 
 
 @final
@@ -240,28 +240,27 @@ class Stress:
                 traced = report.runs < TRACED_RUNS
                 trace.set_tracing(traced)
                 outcome: Any = None
-                with control.controlled(plan) as sched:
+                with coordinate.serving(plan) as coordinator, control.controlled(plan) as sched:
                     try:
                         outcome = scenario()
                     except control.Deadlocked:
-                        pass
+                        _stop_children()
                 report.runs += 1
                 strategy.finished(plan)
-                if sched.lost is not None:
+                run = _Run.of(sched, coordinator)
+                if run.lost is not None:
                     return (
-                        f"The plugin could not schedule this test itself ({sched.lost}), so "
+                        f"The plugin could not schedule this test itself ({run.lost}), so "
                         f"it went on with random schedule noise instead; a pass is less sure."
                     )
-                if sched.deadlock is not None:
-                    self._fail_schedule(
-                        Kind.HANG, _deadlock(sched), sched, plan, strategy, report.runs
-                    )
+                if run.deadlock is not None:
+                    self._fail_schedule(Kind.HANG, _deadlock(run), run, plan, strategy, report.runs)
                 problem = check(outcome)
                 key = _key(outcome)
                 report.histogram[key] += 1
                 if problem is not None:
                     report.forbidden[key] = problem
-                    self._fail_schedule(kind, problem, sched, plan, strategy, report.runs)
+                    self._fail_schedule(kind, problem, run, plan, strategy, report.runs)
                 if traced and finding is None and self.audit is not None:
                     finding = self.audit()
         finally:
@@ -283,15 +282,14 @@ class Stress:
         self,
         kind: str | Kind,
         problem: str,
-        sched: control.Scheduler,
+        run: _Run,
         plan: explore.Plan,
         strategy: explore.Strategy,
         runs: int,
     ) -> None:
         __tracebackhide__ = True
         token = plan.token()
-        labels = _labels(sched)
-        table = tables.steps_table(sched.log, labels, _line_of)
+        table = tables.steps_table(run.log, run.labels, _line_of)
         how = (
             "replayed from --kata-schedule"
             if isinstance(strategy, explore.Replay)
@@ -303,13 +301,44 @@ class Stress:
             diverged = "\n\n" + strategy.summary(1)
         failure = fail_as(
             kind,
-            f"{problem}\n\nThe interleaving that shows it ({how}; one thread ran at a time, "
-            f"switching only where shown):\n{table}{diverged}\n\nReplay this exact schedule: "
+            f"{problem}\n\nThe interleaving that shows it ({how}; one {run.unit} ran at a "
+            f"time, switching only where shown):\n{table}{diverged}\n\nReplay this exact "
+            "schedule: "
             f"{command}",
         )
         failure.seed = self.session_seed
         failure.traced = True
         raise failure
+
+
+@final
+@dataclasses.dataclass
+class _Run:
+    """One controlled run, as the scheduler of threads or the coordinator of processes saw
+    it: whichever had more than one task to schedule."""
+
+    log: list[control.Step]
+    labels: list[str]
+    unit: str
+    lost: str | None
+    deadlock: list[tuple[int, str, int]] | None
+
+    @classmethod
+    def of(cls, sched: control.Scheduler, coordinator: coordinate.Coordinator | None) -> _Run:
+        lost = sched.lost or (coordinator.lost if coordinator is not None else None)
+        if coordinator is not None and len(coordinator.tasks) > 1:
+            labels = ["test"] + [f"process {t.index}" for t in coordinator.tasks[1:]]
+            return cls(coordinator.log, labels, "process", lost, coordinator.deadlock)
+        return cls(sched.log, _labels(sched), "thread", lost, sched.deadlock)
+
+
+def _stop_children() -> None:
+    """After a deadlock the learner's processes wait for ever: end them (ours, by object)."""
+    import multiprocessing
+
+    for child in multiprocessing.active_children():
+        child.kill()
+        child.join(5)
 
 
 def _labels(sched: control.Scheduler) -> list[str]:
@@ -335,11 +364,16 @@ def _line_of(site: int) -> tuple[str, int] | None:
     return None
 
 
-def _deadlock(sched: control.Scheduler) -> str:
-    waits = "\n".join(f"  - {line}" for line in sched.deadlock or ())
+def _deadlock(run: _Run) -> str:
+    lines = []
+    for index, waits, site in run.deadlock or ():
+        where = _line_of(site) if site >= 0 else None
+        at = f" (line {where[1]} of {where[0]})" if where is not None else ""
+        lines.append(f"  - {run.labels[index]} waits in {waits}{at}")
+    waits = "\n".join(lines)
     return (
-        "Deadlock: every thread is waiting and none can go on, so the program would hang "
-        f"for ever here:\n{waits}"
+        f"Deadlock: every {run.unit} is waiting and none can go on, so the program would "
+        f"hang for ever here:\n{waits}"
     )
 
 

@@ -205,8 +205,12 @@ def steps_table(
 
 
 def _window(rows: Sequence[Any]) -> int:
-    """Where to start showing a long run: a few steps before the first task switch that
-    left a task in the middle of its work (it runs again later)."""
+    """Where to start showing a long run: a few steps before the first preemption (a task
+    stopped while it could have gone on), else before the first switch that left a task in
+    the middle of its work (it runs again later)."""
+    for i, row in enumerate(rows):
+        if getattr(row, "preempted", False):
+            return max(0, i - 3)
     for i in range(1, len(rows)):
         before, now = rows[i - 1].task, rows[i].task
         if before != now and any(r.task == before for r in rows[i:]):
