@@ -123,6 +123,7 @@ class Coordinator:
         self.listener.setblocking(False)
         self.selector.register(self.listener, selectors.EVENT_READ, None)
         self.grace_until: float | None = None
+        self.finished = threading.Event()
 
     @property
     def free(self) -> bool:
@@ -133,21 +134,30 @@ class Coordinator:
     def serve(self) -> None:
         try:
             while not self.closed:
-                for key, _ in self.selector.select(0.02):
-                    if key.data is None:
-                        self._accept()
-                    else:
-                        self._read(key.fileobj, key.data)  # type: ignore[arg-type]
+                self._poll(0.02)
                 if not self.free:
                     self._check_lost()
                 if not self.free:
                     self._decide()
+            for _ in range(100):  # what was said before the end: the last value read
+                if not self._poll(0):
+                    break
         finally:
             self._let_go_all()
             for key in list(self.selector.get_map().values()):
                 with contextlib.suppress(OSError):
                     key.fileobj.close()  # type: ignore[union-attr]
             self.selector.close()
+            self.finished.set()
+
+    def _poll(self, timeout: float) -> bool:
+        events = self.selector.select(timeout)
+        for key, _ in events:
+            if key.data is None:
+                self._accept()
+            else:
+                self._read(key.fileobj, key.data)  # type: ignore[arg-type]
+        return bool(events)
 
     def _accept(self) -> None:
         with contextlib.suppress(OSError):
@@ -328,7 +338,7 @@ class Coordinator:
     def _waits(self, task: _Task) -> str:
         if task.join:
             target = self.by_pid.get(task.join)
-            return f"join() of {target.name if target else task.join}"
+            return f"join() of #{target.index}" if target else f"join() of pid {task.join}"
         return f"{task.op} on {task.obj}"
 
     # -- losing control ----------------------------------------------------------------
@@ -561,3 +571,4 @@ def serving(plan: Plan) -> Iterator[Coordinator | None]:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(address)
         coordinator.closed = True
+        coordinator.finished.wait(5)

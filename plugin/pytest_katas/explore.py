@@ -81,7 +81,9 @@ class Plan:
         chosen = self.choose(len(self.decisions), current, enabled)
         if chosen not in enabled:
             chosen = _default(current, enabled)
-        self.decisions.append(Decision(enabled, current, chosen, what[enabled.index(chosen)]))
+        # Only the operation's name: the objects' names hold addresses that change per run.
+        op = what[enabled.index(chosen)].split(" ", 1)[0]
+        self.decisions.append(Decision(enabled, current, chosen, op))
         return chosen
 
     def choose(self, step: int, current: int | None, enabled: tuple[int, ...]) -> int:

@@ -35,7 +35,8 @@ def _patch_processes() -> None:
     def start_(self: Any) -> None:
         self._kata_token = new_id("p")
         trace.record("pstart", self._kata_token, self.name)
-        if not coordinate.active() or _role(self) != "worker":
+        self._kata_role = _role(self)  # start() forgets the target: keep what it was
+        if not coordinate.active() or self._kata_role != "worker":
             start(self)  # a Manager's server or a Pool's worker is not scheduled
             return
         coordinate.point("start", "#?", trace.site())
@@ -44,7 +45,7 @@ def _patch_processes() -> None:
         coordinate.spawned(self.pid, self.name)
 
     def process_join_(self: Any, timeout: float | None = None) -> None:
-        if coordinate.active() and self.pid is not None and _role(self) == "worker":
+        if coordinate.active() and getattr(self, "_kata_role", None) == "worker":
             # Granted only once the child is done with its steps: a join never waits here
             # for a child that waits for us.
             coordinate.point("join", str(self.pid), trace.site(), join=self.pid)

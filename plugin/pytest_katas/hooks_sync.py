@@ -169,7 +169,8 @@ class TracedLock:
         self._kata_holder: control.Task | None = None
         self._kata_lock = new_id("l")
         kind = type(self).__name__.removeprefix("Traced")
-        trace.record("lock", self._kata_lock, [kind, True], trace.site(3))
+        self._kata_made = trace.site(3)
+        trace.record("lock", self._kata_lock, [kind, True], self._kata_made)
 
     def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
         ctl = control.running()
@@ -191,8 +192,10 @@ class TracedLock:
         holder = self._kata_holder
 
         def waits() -> str:
-            held = f", held by {holder.name}" if holder is not None else ""
-            return f"acquire of lock {self._kata_lock}{held}"
+            held = f", held by #{holder.index}" if holder is not None else ""
+            made = self._kata_made % trace.SITE_BASE if self._kata_made >= 0 else None
+            name = f"the lock made at line {made}" if made is not None else "a lock"
+            return f"acquire of {name}{held}"
 
         got = sched.acquire(task, self._inner, blocking, timeout, waits)
         if got:
@@ -333,7 +336,7 @@ def _controls(thread: threading.Thread) -> control.Task | None:
 def _starter_controls() -> bool:
     """Whether start() was called from code we schedule (the learner's or a test's), not
     from the stdlib or the plugin, whose helper threads go their own way."""
-    frame: Any = sys._getframe(3)
+    frame: Any = sys._getframe(2)  # 0 is here, 1 the start() wrapper
     name = frame.f_code.co_filename if frame is not None else ""
     return not name.startswith(_UNSCHEDULED)
 
@@ -410,7 +413,7 @@ def _patch_threading() -> None:
             sched, me = ctl
             sched.point(me, "join", f"#{task.index}", trace.site())
             outcome = sched.block(
-                me, lambda: task.state == control.DONE, f"join() of {self.name}", timeout
+                me, lambda: task.state == control.DONE, f"join() of #{task.index}", timeout
             )
             if outcome == control.TIMEOUT:
                 return

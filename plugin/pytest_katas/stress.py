@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import re
 import shlex
 import time
 from collections import Counter
@@ -369,6 +370,7 @@ def _deadlock(run: _Run) -> str:
     for index, waits, site in run.deadlock or ():
         where = _line_of(site) if site >= 0 else None
         at = f" (line {where[1]} of {where[0]})" if where is not None else ""
+        waits = re.sub(r"#(\d+)", lambda m: run.labels[int(m.group(1))], waits)
         lines.append(f"  - {run.labels[index]} waits in {waits}{at}")
     waits = "\n".join(lines)
     return (

@@ -153,7 +153,8 @@ def _step_text(op: str, obj: str, value: Any, labels: Sequence[str]) -> str:
         return f"{op:<5} {name} {'->' if op == 'read' else '='} {value!r}"
     match = _KEY.match(obj)
     if match:
-        return f"{op} [{match['key']}]" + (f" = {value!r}" if value is not None else "")
+        shown = f" {'->' if op == 'read' else '='} {value!r}" if op in ("read", "write") else ""
+        return f"{op:<5} [{match['key']}]{shown}"
     if op in ("acq", "rel"):
         return f"{_STEP_VERBS[op]} the lock"
     verb = _STEP_VERBS.get(op, op)
