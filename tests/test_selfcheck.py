@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ast
 import multiprocessing
+import re
 
 import pytest
 
@@ -108,6 +109,35 @@ def test_every_race_mutant_is_caught_without_noise_with_its_interleaving(kata, p
     assert failed[0].kind == "race", f"{kata}/{path.stem}: {failed[0].text[:2000]}"
     table = [line for line in failed[0].text.splitlines() if " | " in line]
     assert len(table) >= 2, f"no interleaving table in:\n{failed[0].text[:2000]}"
+
+
+def _table_and_token(text: str) -> tuple[list[str], str | None]:
+    table = [line for line in text.splitlines() if " | " in line or line.startswith("  ---")]
+    token = re.search(r"--kata-schedule=(k1-[a-z2-7]+)", text)
+    return table, token.group(1) if token else None
+
+
+@pytest.mark.mutants
+@pytest.mark.parametrize("kata,path", RACES, ids=[f"{k}/{p.stem}" for k, p in RACES])
+def test_every_race_mutant_fails_with_the_same_interleaving_under_fork_spawn_and_replay(
+    kata, path, tmp_path
+):
+    args = ("-x", "-m", "kata_stress", "--kata-seed=11", "--kata-timeout=20")
+    for name in ("fork", "spawn", "replay"):
+        (tmp_path / name).mkdir()
+    runs = {m: run_kata(kata, str(path), tmp_path / m, *args, method=m) for m in ("fork", "spawn")}
+    seen = {}
+    for method, run in runs.items():
+        failed = run.failed()
+        assert failed and failed[0].kind == "race", f"{method}: {run.explain()}"
+        seen[method] = _table_and_token(failed[0].text)
+    assert seen["fork"][0], f"no interleaving table:\n{runs['fork'].failed()[0].text[:2000]}"
+    assert seen["fork"] == seen["spawn"], "the same schedule, byte for byte, fork or spawn"
+    token = seen["fork"][1]
+    if token is not None:  # found by a schedule (not only by the trace): it replays exactly
+        again = run_kata(kata, str(path), tmp_path / "replay", *args, f"--kata-schedule={token}")
+        failed = again.failed()
+        assert failed and _table_and_token(failed[0].text) == seen["fork"], again.explain()
 
 
 @pytest.mark.variants

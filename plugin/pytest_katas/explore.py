@@ -11,8 +11,9 @@ on is a *preemption*. Strategies:
 - ``pct``: probabilistic concurrency testing (Burckhardt et al., 2010): random priorities,
   and ``depth - 1`` points at which the running task drops to the lowest priority;
 - ``dfs``: every schedule with at most ``bound`` preemptions, depth first, starting with the
-  schedule with none (iterative context bounding, as in CHESS). When it runs out, the pass is
-  a proof within the bound, not a lucky run.
+  schedule with none (iterative context bounding, as in CHESS), and second one schedule
+  that switches at every step (round robin: most lost updates show there at once). When the
+  search runs out, the pass is a proof within the bound, not a lucky run.
 
 A strategy makes a :class:`Plan` for each run; the scheduler asks the plan at every point.
 """
@@ -241,6 +242,8 @@ class Dfs(Strategy):
     def plan(self, run: int) -> Plan | None:
         if self.done or run >= self.limit:
             return None
+        if run == 1:  # second, one schedule outside the bound: a switch at every point,
+            return _RandomPlan(None)  # which shows most read-then-write races at once
         if not self.first and not self._advance():
             self.done = True
             return None
@@ -248,6 +251,8 @@ class Dfs(Strategy):
         return _ForcedPlan([frame.chosen for frame in self.stack])
 
     def finished(self, plan: Plan) -> None:
+        if isinstance(plan, _RandomPlan):
+            return
         # The decisions beyond the forced prefix are new frames of the search tree.
         spent = self.stack[-1].spent + self._cost(self.stack[-1]) if self.stack else 0
         for decision in plan.decisions[len(self.stack) :]:
@@ -278,7 +283,10 @@ class Dfs(Strategy):
 
     def summary(self, runs: int) -> str:
         if self.done:
-            return f"all {runs} schedule(s) with at most {self.bound} preemption(s) passed"
+            return (
+                f"all {runs - 1} schedule(s) with at most {self.bound} preemption(s) passed, "
+                "and one that switches at every step"
+            )
         return (
             f"{runs} schedule(s) with at most {self.bound} preemption(s) passed; the search "
             f"stopped at its limit before trying them all"

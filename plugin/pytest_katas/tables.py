@@ -17,6 +17,7 @@ _ROWS: Final = 16
 
 _ATTR: Final = re.compile(r"^(?P<cls>[\w.<>]+)@[0-9a-f]+\.(?P<attr>\w+)$")
 _KEY: Final = re.compile(r"^m[0-9a-f]+@[0-9a-f]+\[(?P<key>.*)\]$")
+_REF: Final = re.compile(r"^m[0-9a-f]+@[0-9a-f]+$")
 
 
 def location_name(event: Event) -> str:
@@ -151,6 +152,8 @@ def _step_text(op: str, obj: str, value: Any, labels: Sequence[str]) -> str:
     if match and op in ("read", "write"):
         name = f"{match['cls'].rsplit('.', 1)[-1]}.{match['attr']}"
         return f"{op:<5} {name} {'->' if op == 'read' else '='} {value!r}"
+    if _REF.match(obj):  # a call on a Manager proxy as a whole: dict(shared), keys()
+        return f"{op}() on the Manager's object"
     match = _KEY.match(obj)
     if match:
         shown = f" {'->' if op == 'read' else '='} {value!r}" if op in ("read", "write") else ""
