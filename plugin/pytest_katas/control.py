@@ -372,6 +372,9 @@ def _where(task: Task) -> str:
     import sys
 
     frame = sys._current_frames().get(task.ident)
+    plugin = os.path.dirname(__file__)
+    while frame is not None and frame.f_code.co_filename.startswith(plugin):
+        frame = frame.f_back  # the plugin's own hook is not where the learner waits
     if frame is None:
         return ""
     code = frame.f_code

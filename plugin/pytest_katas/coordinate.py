@@ -91,7 +91,8 @@ class _Task:
         self.obj = ""
         self.site = -1
         self.join = 0
-        self.blocked_at = -1
+        self.retry = False  # blocked, but what it waits on has moved since
+        self.blocked_on = ""
         self.since = time.monotonic()
         self.native = pid
         self.op = "start"
@@ -112,6 +113,7 @@ class Coordinator:
         self.held: dict[int, list[Any]] = {}  # and what they said meanwhile
         self.log: list[Step] = []
         self.progress = 0
+        self.retried_all = False
         self.current: _Task | None = None
         self.lost: str | None = None
         self.deadlock: list[tuple[int, str, int]] | None = None
@@ -213,7 +215,7 @@ class Coordinator:
             self._let_go_all()
         elif kind == "want":
             if task.state == RUNNING:
-                self.progress += 1  # the step it was granted is taken
+                self._moved(task.obj)  # the step it was granted is taken
             if task.last_step is not None and msg.get("value") is not None:
                 task.last_step.value = msg["value"]
             task.state = WAITING
@@ -228,7 +230,8 @@ class Coordinator:
                 self._send(conn, {"free": 1})
         elif kind == "blocked":
             task.state = BLOCKED
-            task.blocked_at = self.progress
+            task.retry = False
+            task.blocked_on = _wake_key(task.obj)
             if self.log and self.log[-1] is task.last_step:
                 self.log.pop()  # it did not happen: it will be tried again
             task.since = time.monotonic()
@@ -254,10 +257,21 @@ class Coordinator:
 
     def _finish(self, task: _Task) -> None:
         if task.state == RUNNING:
-            self.progress += 1
+            self._moved(task.obj)
         task.state = DONE
         task.pending = "end"
-        self.progress += 1  # its pipe ends close: whoever waits may go on
+        for other in self.tasks:  # its pipe ends close as it exits: whoever waits may go on
+            if other.state == BLOCKED:
+                other.retry = True
+
+    def _moved(self, obj: str) -> None:
+        """A step on ``obj`` was taken: who waits on the same thing may try again."""
+        self.progress += 1
+        self.retried_all = False
+        key = _wake_key(obj)
+        for task in self.tasks:
+            if task.state == BLOCKED and task.blocked_on == key:
+                task.retry = True
 
     # -- choosing ------------------------------------------------------------------------
 
@@ -270,7 +284,7 @@ class Coordinator:
                     if target is not None and target.state != DONE:
                         continue
                 out.append(task)
-            elif task.state == BLOCKED and self.progress > task.blocked_at:
+            elif task.state == BLOCKED and task.retry:
                 out.append(task)
         return out
 
@@ -325,11 +339,11 @@ class Coordinator:
             return
         if now < self.grace_until:
             return
-        if any(t.state == BLOCKED and t.blocked_at >= 0 for t in self.tasks):
-            for task in self.tasks:  # one more try each, in case the world moved
-                if task.state == BLOCKED and task.blocked_at >= 0:
-                    task.blocked_at = -1
-            self.progress += 1
+        if not self.retried_all and any(t.state == BLOCKED for t in self.tasks):
+            self.retried_all = True  # one more try each, in case the world moved
+            for task in self.tasks:
+                if task.state == BLOCKED:
+                    task.retry = True
             self.grace_until = now + _GRACE
             return
         self.deadlock = [(t.index, self._waits(t), t.site) for t in waiting]
@@ -372,6 +386,16 @@ class Coordinator:
             conn.setblocking(True)
             conn.sendall(data)
             conn.setblocking(False)
+
+
+def _wake_key(obj: str) -> str:
+    """What a blocked step waits on, as the steps that can wake it name it: a pipe's two
+    ends are one pipe; a duplex pipe's ends are told apart by nothing both sides know."""
+    if len(obj) > 2 and obj[0] == "p" and obj[-1] in "rw" and obj[1:-1].isdigit():
+        return obj[:-1]
+    if len(obj) > 1 and obj[0] == "s" and obj[1:].isdigit():
+        return "s"
+    return obj
 
 
 def _sleeping(pid_or_tid: int) -> bool:

@@ -114,6 +114,7 @@ def _patch_connections() -> None:
     def close_(self: Any) -> None:
         end = getattr(self, "_kata_end", None)
         if end is not None and self._handle is not None:
+            coordinate.point("close", end, trace.site())  # a reader may see end of file now
             _open_ends.pop(end, None)
             trace.record("close", end)
         close(self)
