@@ -449,3 +449,34 @@ def test_a_lost_manager_update_shows_the_same_interleaving_under_fork_and_spawn(
         )
         tables.append(_table(result.stdout.str()))
     assert tables[0] == tables[1]
+
+
+NAPPING_WORKERS = """
+import multiprocessing
+import time
+
+def _nap(shared, lock):
+    time.sleep(30)
+    with lock:
+        shared["n"] += 1
+
+def count(workers=2):
+    with multiprocessing.Manager() as manager:
+        shared = manager.dict({"n": 0})
+        lock = multiprocessing.Lock()
+        processes = [
+            multiprocessing.Process(target=_nap, args=(shared, lock)) for _ in range(workers)
+        ]
+        for process in processes:
+            process.start()
+        for process in processes:
+            process.join()
+        return shared["n"]
+"""
+
+
+def test_a_sleep_in_a_scheduled_process_costs_no_time_either(pytester):
+    write_kata(pytester, NAPPING_WORKERS, textwrap.dedent(PROCESSES_TEST), timeout=20)
+    result = pytester.runpytest_subprocess("katas/demo", "-rA", "--kata-stress-budget=60")
+    result.assert_outcomes(passed=1)  # a 30 s nap in every worker of every schedule
+    result.stdout.fnmatch_lines(["all * schedule(s) with at most 2 preemption(s) passed*"])

@@ -318,6 +318,9 @@ def _sleep(seconds: float) -> None:
     """``time.sleep``: under control, virtual (a sleep lets others run, and costs nothing)."""
     ctl = control.running()
     if ctl is None:
+        if coordinate.active():  # a scheduled process: its turn order is the coordinator's
+            coordinate.point("sleep", f"{seconds:g}", trace.site())
+            return
         _real_sleep(seconds)
         return
     sched, task = ctl

@@ -241,6 +241,7 @@ def kata_stress(request: pytest.FixtureRequest) -> stress.Stress:
         strategy=settings.resolve(config, "kata_explore", None, marker.args[0] if marker else None),
         bound=settings.resolve(config, "kata_preemptions"),
         token=settings.resolve(config, "kata_schedule"),
+        deadline=_limits(item, target).timeout,
     )
     return stress.Stress(
         budget, seed, item.nodeid, _replay_command(item), noisy, audit, exploration

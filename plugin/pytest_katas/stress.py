@@ -21,10 +21,14 @@ if TYPE_CHECKING:
 __all__ = ["Exploration", "Stress", "StressReport", "test_seed"]
 
 _SHOWN: Final = 8
-# A search runs at most this many schedules, and stops after the budget once it has run a
-# few; a depth-first search that ends before either is a proof within its bound.
+# A search runs at most this many schedules (a random or PCT one, SAMPLED), and stops at a
+# time cap: three stress budgets, or half the test's deadline if that is longer, so that
+# a busy machine reaches the same failing schedule as a quiet one. A depth-first search
+# that ends before either is a proof within its bound.
 MAX_SCHEDULES: Final = 3000
-EXPLORE_BUDGET_FACTOR: Final = 2.0
+SAMPLED: Final = 50
+EXPLORE_BUDGET_FACTOR: Final = 3.0
+DEADLINE_SHARE: Final = 0.5
 
 
 @final
@@ -36,6 +40,7 @@ class Exploration:
     strategy: str = "dfs"
     bound: int = explore.DEFAULT_BOUND
     token: str | None = None  # --kata-schedule: replay this one schedule
+    deadline: float = 10.0  # the test's timeout, in seconds
 
     @property
     def controlled(self) -> bool:
@@ -214,7 +219,8 @@ class Stress:
         ex = self.exploration
         if ex.token is not None:
             return explore.Replay(ex.token)
-        return explore.make(ex.strategy, self.seed, MAX_SCHEDULES, ex.bound)
+        runs = MAX_SCHEDULES if ex.strategy == "dfs" else SAMPLED
+        return explore.make(ex.strategy, self.seed, runs, ex.bound)
 
     def _explore(
         self,
@@ -230,10 +236,11 @@ class Stress:
         __tracebackhide__ = True
         strategy = self._strategy()
         started = time.monotonic()
+        cap = max(budget * EXPLORE_BUDGET_FACTOR, self.exploration.deadline * DEADLINE_SHARE)
         finding: Finding | None = None
         try:
             while True:
-                if report.runs and time.monotonic() - started > budget * EXPLORE_BUDGET_FACTOR:
+                if report.runs and time.monotonic() - started > cap:
                     break
                 plan = strategy.plan(report.runs)
                 if plan is None:
