@@ -341,9 +341,10 @@ class Scheduler:
                 seen, since = self.progress, time.monotonic()
                 continue
             task = self.current
-            if task is None or task.away or time.monotonic() - since < LOST_AFTER:
-                if task is not None and task.away:
-                    since = time.monotonic()
+            alone = task is not None and all(t is task or t.state == DONE for t in self.tasks)
+            if task is None or task.away or alone or time.monotonic() - since < LOST_AFTER:
+                if task is not None and (task.away or alone):
+                    since = time.monotonic()  # nobody waits for it: no harm in its waiting
                 continue
             if _sleeping(task.native):
                 where = _where(task)

@@ -57,7 +57,9 @@ __all__ = [
 ]
 
 START_WITHIN: Final = 30.0  # seconds a new process may take to ask for its first step
-LOST_AFTER: Final = 0.5  # seconds a granted process may sleep in the kernel without asking
+# Seconds a granted process may sleep in the kernel without asking while others wait: a
+# Manager's server or a spawned child can keep it waiting that long on a busy machine.
+LOST_AFTER: Final = 2.0
 _GRACE: Final = 0.3  # real seconds to wait for a pipe's end of file when nobody can run
 
 
