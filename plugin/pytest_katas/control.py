@@ -29,6 +29,7 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any, Final, final
 
+from pytest_katas import procs
 from pytest_katas.explore import Plan
 
 __all__ = [
@@ -346,7 +347,7 @@ class Scheduler:
                 if task is not None and (task.away or alone):
                     since = time.monotonic()  # nobody waits for it: no harm in its waiting
                 continue
-            if _sleeping(task.native):
+            if sleeping(os.getpid(), task.native):
                 where = _where(task)
                 self.let_go(f"{task.name} blocked in a call the scheduler cannot see{where}")
                 return
@@ -356,15 +357,10 @@ def _timeout(timeout: float | None) -> float | None:
     return None if timeout is None or timeout < 0 else timeout
 
 
-def _sleeping(native: int | None) -> bool:
-    if native is None:
-        return False
-    try:
-        with open(f"/proc/self/task/{native}/stat", "rb") as stat:
-            state = stat.read().rsplit(b")", 1)[1].split()[0]
-    except (OSError, IndexError):
-        return False
-    return state in (b"S", b"D")
+def sleeping(pid: int, native: int | None) -> bool:
+    """Whether a thread (of ``pid``, by native id) sleeps in the kernel right now: it waits
+    for something, rather than runs."""
+    return native is not None and procs.thread_state(pid, native) in ("S", "D")
 
 
 def _where(task: Task) -> str:

@@ -367,7 +367,7 @@ class Coordinator:
             if task.state == STARTING and now - task.since > START_WITHIN:
                 self.lost = f"{task.name} took over {START_WITHIN:.0f} s to start"
             elif task.state == RUNNING and others_wait and now - task.since > LOST_AFTER:
-                if _sleeping(task.native):
+                if control.sleeping(task.pid, task.native):
                     self.lost = f"{task.name} waited in a call the coordinator cannot see"
         if self.lost is not None:
             self._let_go_all()
@@ -398,17 +398,6 @@ def _wake_key(obj: str) -> str:
     if len(obj) > 1 and obj[0] == "s" and obj[1:].isdigit():
         return "s"
     return obj
-
-
-def _sleeping(pid_or_tid: int) -> bool:
-    for path in (f"/proc/self/task/{pid_or_tid}/stat", f"/proc/{pid_or_tid}/stat"):
-        try:
-            with open(path, "rb") as stat:
-                state = stat.read().rsplit(b")", 1)[1].split()[0]
-        except (OSError, IndexError):
-            continue
-        return state in (b"S", b"D")
-    return False
 
 
 # -- a process's side ------------------------------------------------------------------------

@@ -53,6 +53,15 @@ def _stat(pid: int) -> list[str] | None:
         return None
 
 
+def thread_state(pid: int, tid: int) -> str | None:
+    """The kernel's state letter for one thread (R running, S and D asleep in a call)."""
+    try:
+        with open(f"/proc/{pid}/task/{tid}/stat", encoding="utf-8", errors="replace") as handle:
+            return handle.read().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return None
+
+
 def group_members(pgid: int) -> list[int]:
     """Every live (not zombie) process of the test: its process group is the sandbox's pid."""
     members = []

@@ -21,7 +21,7 @@ from typing import Final, final
 
 import psutil
 
-from pytest_katas import channel
+from pytest_katas import channel, procs
 from pytest_katas.channel import RunDir, Slot
 from pytest_katas.history import History, PipeInfo, Site
 from pytest_katas.trace import SITE_BASE
@@ -53,12 +53,7 @@ class Deadlock:
     holders: dict[str, tuple[int, ...]]  # pipe end waited on -> pids that hold its other side
 
 
-def _proc_state(pid: int, tid: int) -> str | None:
-    try:
-        with open(f"/proc/{pid}/task/{tid}/stat", encoding="utf-8", errors="replace") as handle:
-            return handle.read().rsplit(")", 1)[1].split()[0]
-    except (OSError, IndexError):
-        return None
+_proc_state = procs.thread_state
 
 
 def _tasks(pid: int) -> list[int] | None:
