@@ -5,7 +5,9 @@ For each mutant in tests/mutants and each mode, runs the mutant's kata tests ``-
 times (a fresh pytest each time, stopping at the first failure) and records whether it was
 caught and how long that took. Modes:
 
-- ``plugin``: this plugin as shipped (schedule noise on);
+- ``controlled``: this plugin's controlled scheduler (the default), with the trace off, so
+  that only a schedule that shows the bug counts;
+- ``plugin``: this plugin's schedule noise (``--kata-scheduler=noise``);
 - ``plain``: the same stress loops without noise, which is what repeating a test with
   pytest-repeat's ``--count`` amounts to within the same time budget;
 - ``run-parallel``: pytest-run-parallel's thread mode (4 threads), noise off, on the
@@ -34,9 +36,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 OUT = Path(__file__).resolve().parent / "out"
 MODES = {
-    "plugin": ["--kata-noise=on"],
-    "plain": ["--kata-noise=off"],
-    "run-parallel": ["--kata-noise=off", "-p", "run_parallel", "--parallel-threads=4"],
+    "controlled": ["--kata-trace=off"],
+    "plugin": ["--kata-scheduler=noise", "--kata-noise=on"],
+    "plain": ["--kata-scheduler=noise", "--kata-noise=off"],
+    "run-parallel": ["--kata-scheduler=noise", "--kata-noise=off", "--parallel-threads=4"],
 }
 PARALLEL_TESTS = {"threads": "test_increment_loses_no_update_when_threads_add_at_once"}
 
@@ -70,8 +73,8 @@ def one_run(mutant: Path, mode: str, timeout: float) -> dict[str, object]:
     ]
     if mode == "run-parallel":
         args += ["-k", PARALLEL_TESTS[kata]]
-    elif mode == "plugin" or mode == "plain":
-        args += ["-p", "no:run_parallel"]
+    else:  # pytest-run-parallel 0.10 registers itself as "run-parallel"
+        args += ["-p", "no:run-parallel"]
     env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST_")}
     started = time.monotonic()
     proc = subprocess.run(args, cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
@@ -147,7 +150,7 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=20)
     parser.add_argument("--only", help="comma-separated katas")
     parser.add_argument("--races", action="store_true", help="only mutants that expect a race")
-    parser.add_argument("--modes", default="plugin,plain,run-parallel")
+    parser.add_argument("--modes", default="controlled,plugin,plain,run-parallel")
     parser.add_argument("--timeout", type=float, default=10.0, help="--kata-timeout per run")
     args = parser.parse_args()
     results: dict[str, dict[str, list[dict[str, object]]]] = {}

@@ -27,7 +27,7 @@ REPLAY = re.compile(r"Replay this run's schedule: (pytest .*)$", re.MULTILINE)
 def run(args: list[str]) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST_")}
     return subprocess.run(
-        [sys.executable, "-m", *args, "-p", "no:cacheprovider", "-p", "no:run_parallel"],
+        [sys.executable, "-m", *args, "-p", "no:cacheprovider", "-p", "no:run-parallel"],
         cwd=ROOT,
         env=env,
         capture_output=True,

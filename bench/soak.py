@@ -41,7 +41,7 @@ def main() -> int:
         "-p",
         "no:cacheprovider",
         "-p",
-        "no:run_parallel",
+        "no:run-parallel",
         f"--kata-start-method={args.start_method}",
         *args.extra,
     ]

@@ -33,6 +33,8 @@ def test_no_increment_is_lost(kata, kata_stress):
         wanted = threads * per_thread
         if total == wanted:
             return None
-        return f"{threads} threads each added 1 {per_thread} times: the count is {total}, not {wanted}"
+        return (
+            f"{threads} threads each added 1 {per_thread} times: the count is {total}, not {wanted}"
+        )
 
     kata_stress.run(scenario, check)
