@@ -404,7 +404,10 @@ def test_a_wait_the_scheduler_cannot_see_falls_back_to_noise_and_says_so(pyteste
     result = pytester.runpytest_subprocess("katas/demo", "-rA", "--kata-stress-budget=0.3")
     result.assert_outcomes(passed=1)
     result.stdout.fnmatch_lines(
-        ["*under schedule noise*could not schedule this test itself*cannot see*"]
+        [
+            "*under schedule noise*could not schedule this test itself*cannot see*",
+            "NOTE: katas/demo/test_demo.py::test_blind: * run(s) under schedule noise*",
+        ]
     )
 
 

@@ -37,6 +37,7 @@ class GradingSession:
         self.report = report
         self.fmt = fmt
         self.gradebook = Gradebook()
+        self.unscheduled: list[str] = []  # passed under noise: the plugin could not schedule
 
     def pytest_sessionstart(self, session: pytest.Session) -> None:
         for root in sorted(kata_roots(self.config)):
@@ -49,6 +50,10 @@ class GradingSession:
         kind = None
         if report.failed:
             kind = self.config.hook.pytest_kata_classify(report=report, outcome=outcome)
+        if report.when == "call" and report.passed and outcome:
+            for note in outcome.get("explored", ()):
+                if "could not schedule" in note:
+                    self.unscheduled.append(f"{report.nodeid}: {note}")
         grade = self.gradebook.record(report, kind)
         if grade is not None and report.when == "teardown":
             self.config.hook.pytest_kata_graded(config=self.config, grade=grade)
@@ -68,6 +73,8 @@ class GradingSession:
         self.config.hook.pytest_kata_board(
             config=self.config, gradebook=self.gradebook, terminal=terminalreporter
         )
+        for note in self.unscheduled:  # a pass that is less sure than the others
+            terminalreporter.write_line(f"NOTE: {note}", yellow=True)
         if self.report is not None:
             terminalreporter.write_line(f"kata report ({self.fmt}): {self.report}")
 
