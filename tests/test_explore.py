@@ -483,3 +483,54 @@ def test_a_sleep_in_a_scheduled_process_costs_no_time_either(pytester):
     result = pytester.runpytest_subprocess("katas/demo", "-rA", "--kata-stress-budget=60")
     result.assert_outcomes(passed=1)  # a 30 s nap in every worker of every schedule
     result.stdout.fnmatch_lines(["all * schedule(s) with at most 2 preemption(s) passed*"])
+
+
+LOCK_ORDER_PROCESSES = """
+import multiprocessing
+
+def _one(a, b):
+    with a:
+        with b:
+            pass
+
+def _other(a, b):
+    with b:
+        with a:
+            pass
+
+def run():
+    a, b = multiprocessing.Lock(), multiprocessing.Lock()
+    workers = [
+        multiprocessing.Process(target=_one, args=(a, b)),
+        multiprocessing.Process(target=_other, args=(a, b)),
+    ]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+"""
+LOCK_ORDER_TEST = """
+def test_two(kata, kata_stress):
+    kata_stress.run(kata.run, lambda _: None)
+"""
+
+
+@pytest.mark.parametrize("method", ["fork", "spawn"])
+def test_a_lock_order_deadlock_between_processes_is_found_with_who_holds_what(pytester, method):
+    write_kata(pytester, LOCK_ORDER_PROCESSES, textwrap.dedent(LOCK_ORDER_TEST), timeout=30)
+    result = pytester.runpytest_subprocess(
+        "katas/demo", f"--kata-start-method={method}", "--kata-trace=off"
+    )
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(
+        [
+            "HANG: Deadlock: every process is waiting and none can go on*",
+            "  - test waits in join() of process 1 (line 23 of demo.py)",
+            "  - process 1 waits in acquire of the lock made at line 15, held by process 2 "
+            "(line 6 of demo.py)",
+            "  - process 2 waits in acquire of the lock made at line 15, held by process 1 "
+            "(line 11 of demo.py)",
+            "*Replay this exact schedule:*",
+        ]
+    )
+    assert "did not finish" not in result.stdout.str()  # found by the coordinator, not a clock

@@ -99,6 +99,7 @@ class _Task:
         self.native = pid
         self.op = "start"
         self.wrote: Any = None
+        self.name_of_obj = ""  # what the learner would call the object of its step
         self.last_step: Step | None = None
 
 
@@ -116,6 +117,7 @@ class Coordinator:
         self.log: list[Step] = []
         self.progress = 0
         self.retried_all = False
+        self.holders: dict[str, int] = {}  # lock -> the task that holds it
         self.current: _Task | None = None
         self.lost: str | None = None
         self.deadlock: list[tuple[int, str, int]] | None = None
@@ -217,7 +219,7 @@ class Coordinator:
             self._let_go_all()
         elif kind == "want":
             if task.state == RUNNING:
-                self._moved(task.obj)  # the step it was granted is taken
+                self._moved(task.obj, task)  # the step it was granted is taken
             if task.last_step is not None and msg.get("value") is not None:
                 task.last_step.value = msg["value"]
             task.state = WAITING
@@ -225,6 +227,7 @@ class Coordinator:
             task.obj, task.site, task.join = str(msg["obj"]), int(msg["site"]), int(msg["join"])
             task.op = str(msg["op"])
             task.wrote = msg.get("wrote")
+            task.name_of_obj = msg.get("name") or task.obj
             if task.join and task.join in self.by_pid:
                 task.obj = f"#{self.by_pid[task.join].index}"
             task.since = time.monotonic()
@@ -259,15 +262,19 @@ class Coordinator:
 
     def _finish(self, task: _Task) -> None:
         if task.state == RUNNING:
-            self._moved(task.obj)
+            self._moved(task.obj, task)
         task.state = DONE
         task.pending = "end"
         for other in self.tasks:  # its pipe ends close as it exits: whoever waits may go on
             if other.state == BLOCKED:
                 other.retry = True
 
-    def _moved(self, obj: str) -> None:
+    def _moved(self, obj: str, by: _Task) -> None:
         """A step on ``obj`` was taken: who waits on the same thing may try again."""
+        if by.op == "acq":
+            self.holders[obj] = by.index
+        elif by.op == "rel":
+            self.holders.pop(obj, None)
         self.progress += 1
         self.retried_all = False
         key = _wake_key(obj)
@@ -355,7 +362,13 @@ class Coordinator:
         if task.join:
             target = self.by_pid.get(task.join)
             return f"join() of #{target.index}" if target else f"join() of pid {task.join}"
-        return f"{task.op} on {task.obj}"
+        if task.op == "acq":
+            holder = self.holders.get(task.obj)
+            held = f", held by #{holder}" if holder is not None else ""
+            return f"acquire of {task.name_of_obj}{held}"
+        if task.op == "recv":
+            return "recv() on an empty pipe"
+        return f"{task.op} on {task.name_of_obj}"
 
     # -- losing control ----------------------------------------------------------------
 
@@ -467,12 +480,14 @@ def active() -> bool:
     )
 
 
-def _want(op: str, obj: str, site: int, join: int = 0, wrote: Any = None) -> bool:
+def _want(
+    op: str, obj: str, site: int, join: int = 0, wrote: Any = None, name: str | None = None
+) -> bool:
     client = _client
     assert client is not None
     value, client.value = client.value, None
     msg = {"t": "want", "pid": client.pid, "op": op, "obj": obj, "site": site}
-    msg.update(value=value, join=join, wrote=wrote)
+    msg.update(value=value, join=join, wrote=wrote, name=name)
     return client.ask(msg)
 
 
@@ -483,7 +498,9 @@ def point(op: str, obj: str, site: int, join: int = 0, wrote: Any = None) -> Non
         _want(op, obj, site, join, wrote)
 
 
-def attempt(op: str, obj: str, site: int, probe: Callable[[], bool]) -> bool:
+def attempt(
+    op: str, obj: str, site: int, probe: Callable[[], bool], name: str | None = None
+) -> bool:
     """Wait for the turn to take a step that may block; ``probe()`` tries it without
     waiting. True once the probe succeeded (the step is taken), False if the coordinator
     let go (then the caller takes the step the ordinary way)."""
@@ -491,7 +508,7 @@ def attempt(op: str, obj: str, site: int, probe: Callable[[], bool]) -> bool:
         return False
     client = _client
     assert client is not None
-    if not _want(op, obj, site):
+    if not _want(op, obj, site, name=name):
         return False
     while True:
         if probe():

@@ -51,6 +51,7 @@ def _patch_semlock() -> None:
             frame = frame.f_back
         if frame is not None and frame.f_code.co_filename in trace._files:
             self._kata_lock = new_id("L")
+            self._kata_made = frame.f_lineno  # for a deadlock's "the lock made at line N"
             lock_like = self._semlock.maxvalue == 1
             trace.record("lock", self._kata_lock, [type(self).__name__, lock_like])
 
@@ -64,7 +65,10 @@ def _patch_semlock() -> None:
             lock = getattr(self, "_kata_lock", None)
             if lock is not None and block and timeout is None and coordinate.active():
                 where = trace.site()
-                if coordinate.attempt("acq", lock, where, lambda: bool(c_acquire(False))):
+                made = getattr(self, "_kata_made", None)
+                name = f"the lock made at line {made}" if made else "a lock"
+                probe = lambda: bool(c_acquire(False))  # noqa: E731
+                if coordinate.attempt("acq", lock, where, probe, name):
                     trace.access("acq" if lock_like else "hb-", lock, None, where)
                     return True
             got = c_acquire(False)
@@ -92,13 +96,14 @@ def _patch_semlock() -> None:
         self.release()
 
     def __getstate__(self: Any) -> Any:
-        return (getstate(self), getattr(self, "_kata_lock", None))
+        ids = (getattr(self, "_kata_lock", None), getattr(self, "_kata_made", None))
+        return (getstate(self), ids)
 
     def __setstate__(self: Any, state: Any) -> None:
-        inner, lock = state
+        inner, (lock, made) = state
         setstate(self, inner)
         if lock is not None:
-            self._kata_lock = lock
+            self._kata_lock, self._kata_made = lock, made
 
     for name, wrapper in (
         ("__init__", __init__),
