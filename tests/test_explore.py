@@ -534,3 +534,44 @@ def test_a_lock_order_deadlock_between_processes_is_found_with_who_holds_what(py
         ]
     )
     assert "did not finish" not in result.stdout.str()  # found by the coordinator, not a clock
+
+
+@pytest.mark.parametrize(
+    ("args", "env", "message"),
+    [
+        (
+            ["--kata-explore=bfs"],
+            {},
+            "*--kata-explore*'bfs' is not valid: must be one of dfs, pct, random*",
+        ),
+        (
+            ["--kata-scheduler=os"],
+            {},
+            "*--kata-scheduler*'os' is not valid: must be one of controlled, noise*",
+        ),
+        ([], {"PYTEST_KATA_PREEMPTIONS": "0"}, "*$PYTEST_KATA_PREEMPTIONS*'0' is not valid*"),
+    ],
+)
+def test_a_bad_scheduling_option_is_refused_before_any_test_runs(
+    pytester, monkeypatch, args, env, message
+):
+    _counter(pytester, LOCKED)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    result = pytester.runpytest_subprocess("katas/demo", *args)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines([message])
+
+
+def test_the_scheduler_is_chosen_by_ini_and_environment_too(pytester, monkeypatch):
+    _counter(pytester, UNLOCKED)
+    pytester.makeini("[pytest]\nkata_explore = random\n")
+    result = pytester.runpytest_subprocess("katas/demo", "--kata-trace=off")
+    result.stdout.fnmatch_lines(["*schedule * of the random search*"])
+    (pytester.path / "katas" / "demo" / "demo.py").write_text(
+        COUNTER.replace("{body}", LOCKED), encoding="utf-8"
+    )
+    monkeypatch.setenv("PYTEST_KATA_SCHEDULER", "noise")
+    result = pytester.runpytest_subprocess("katas/demo", "-rA", "--kata-stress-budget=0.3")
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(["* run(s) under schedule noise in * s"])
