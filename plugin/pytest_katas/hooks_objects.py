@@ -50,7 +50,7 @@ def _class_level(cls: type, name: str) -> bool:
 
 
 def _location(obj: Any, name: str) -> str:
-    return f"{type(obj).__qualname__}@{id(obj):x}.{name}"
+    return f"{type(obj).__qualname__}@{id(obj):x}g{trace.generation}.{name}"
 
 
 def _instrument_class(cls: type) -> None:

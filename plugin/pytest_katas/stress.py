@@ -180,6 +180,7 @@ class Stress:
         traced = report.runs < TRACED_RUNS
         if not traced:
             trace.set_tracing(False)
+        trace.next_generation()
         with schedule.noise(self.seed, report.runs) if self.noisy else nullcontext():
             outcome = scenario()
         finding = self.audit() if traced and self.audit is not None else None
@@ -247,6 +248,7 @@ class Stress:
                     break
                 traced = report.runs < TRACED_RUNS
                 trace.set_tracing(traced)
+                trace.next_generation()
                 outcome: Any = None
                 with coordinate.serving(plan) as coordinator, control.controlled(plan) as sched:
                     try:

@@ -15,7 +15,7 @@ _WIDTH: Final = 40
 _COLUMNS: Final = 4
 _ROWS: Final = 16
 
-_ATTR: Final = re.compile(r"^(?P<cls>[\w.<>]+)@[0-9a-f]+\.(?P<attr>\w+)$")
+_ATTR: Final = re.compile(r"^(?P<cls>[\w.<>]+)@[0-9a-f]+(?:g\d+)?\.(?P<attr>\w+)$")
 _KEY: Final = re.compile(r"^m[0-9a-f]+@[0-9a-f]+\[(?P<key>.*)\]$")
 _REF: Final = re.compile(r"^m[0-9a-f]+@[0-9a-f]+$")
 

@@ -238,6 +238,18 @@ class waiting:  # noqa: N801 - used as a statement: ``with trace.waiting(...):``
         wait_end()
 
 
+# Which run of a stress test this is: a learner object's attributes are named by its address,
+# and an address freed in one run is reused in the next, by another object that no thread of
+# the first run ever saw. The run's number in the name keeps the two apart.
+generation = 0
+
+
+def next_generation() -> None:
+    """A new run of a stress test begins (in the test's process)."""
+    global generation
+    generation += 1
+
+
 def flush() -> None:
     if _rec is not None:
         _rec.flush()
