@@ -319,7 +319,7 @@ def deadlock_finding(
         )
     )
     details = (
-        f"Who waits for what ({waits.QUIET:g} s after the last one stopped):\n"
+        f"Who waits for what ({dead.quiet:g} s after the last one stopped):\n"
         + "\n".join(lines)
         + "\n\nNothing left running can wake any of them, so the test was stopped at once "
         "instead of at its deadline."

@@ -29,6 +29,20 @@ from pytest_katas.trace import SITE_BASE
 __all__ = ["Deadlock", "DeadlockWatch", "Waiter"]
 
 QUIET: Final = 0.3  # seconds everyone must stay put before we call it a deadlock
+# On a machine busier than it has cores, a thread that could run may wait its turn for the
+# CPU (or the GIL) asleep in the kernel for longer than QUIET: then wait longer.
+BUSY_QUIET: Final = 1.5
+
+
+def quiet() -> float:
+    """How long everyone must stay put now, given how busy the machine is."""
+    try:
+        busy = os.getloadavg()[0] > (os.cpu_count() or 1)
+    except OSError:
+        busy = False
+    return BUSY_QUIET if busy else QUIET
+
+
 _INFRA: Final = ("resource_tracker", "forkserver")
 
 
@@ -51,6 +65,7 @@ class Deadlock:
 
     waiters: tuple[Waiter, ...]
     holders: dict[str, tuple[int, ...]]  # pipe end waited on -> pids that hold its other side
+    quiet: float = QUIET  # how long everyone had stayed put
 
 
 _proc_state = procs.thread_state
@@ -154,13 +169,14 @@ class DeadlockWatch:
         if key != self.last:
             self.last, self.still_since = key, now
             return None
-        if now - self.still_since < QUIET:
+        waited = quiet()
+        if now - self.still_since < waited:
             return None
         holders = self._holders(waiters, set(members), set(passive))
         if holders is None:
             self.still_since = now + 1.0  # something outside may still act: look less often
             return None
-        return Deadlock(tuple(waiters), holders)
+        return Deadlock(tuple(waiters), holders, waited)
 
     def _holders(
         self, waiters: list[Waiter], members: set[int], passive: set[int]
