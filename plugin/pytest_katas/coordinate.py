@@ -300,10 +300,16 @@ class Coordinator:
     def _decide(self) -> None:
         if any(t.state == RUNNING for t in self.tasks):
             return  # someone is between steps: wait until everyone is at one
+        # A process starting several in a row goes on starting them, with no decision in
+        # between (the children boot side by side); they join in at its first other step,
+        # whether or not one was quick enough to ask for a turn already: the same every run.
+        task = self.current
+        last = task.last_step if task is not None else None
+        if task is not None and task.state == WAITING and task.op == "start":
+            if last is not None and last.op == "start":
+                self._grant(task)
+                return
         if any(t.state == STARTING for t in self.tasks):
-            # A process starting several in a row goes on starting them (they boot side by
-            # side); its children join in at its first other step. The same in every run.
-            task = self.current
             if task is not None and task.state == WAITING and task.op == "start":
                 self._grant(task)
             return
