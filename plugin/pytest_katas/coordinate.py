@@ -472,7 +472,6 @@ class _Client:
 
 
 _client: _Client | None = None
-_small: Callable[[Any], Any] = lambda value: value  # noqa: E731 - set by the hooks
 
 
 def active() -> bool:
@@ -527,7 +526,7 @@ def read(value: Any) -> None:
     """What the step just taken read: sent with the next request, for the table."""
     client = _client
     if client is not None and client.pid == os.getpid():
-        client.value = _small(value)
+        client.value = value
 
 
 def spawned(pid: int, name: str) -> None:

@@ -24,6 +24,11 @@ __all__ = ["Lock", "RLock", "TracedLock", "TracedRLock", "install", "semlock_id"
 _LOCK_MAKERS: Final = frozenset(MP_DIR + name for name in ("synchronize.py", "context.py"))
 
 
+def _lock_name(line: int | None) -> str:
+    """A lock as a deadlock report names it."""
+    return f"the lock made at line {line}" if line else "a lock"
+
+
 def semlock_id(semlock: Any) -> str:
     """The same in every process: the semaphore's name (spawn), else its address (fork)."""
     name = getattr(semlock, "name", None)
@@ -65,8 +70,7 @@ def _patch_semlock() -> None:
             lock = getattr(self, "_kata_lock", None)
             if lock is not None and block and timeout is None and coordinate.active():
                 where = trace.site()
-                made = getattr(self, "_kata_made", None)
-                name = f"the lock made at line {made}" if made else "a lock"
+                name = _lock_name(getattr(self, "_kata_made", None))
                 probe = lambda: bool(c_acquire(False))  # noqa: E731
                 if coordinate.attempt("acq", lock, where, probe, name):
                     trace.access("acq" if lock_like else "hb-", lock, None, where)
@@ -199,17 +203,18 @@ class TracedLock:
         def waits() -> str:
             held = f", held by #{holder.index}" if holder is not None else ""
             made = self._kata_made % trace.SITE_BASE if self._kata_made >= 0 else None
-            name = f"the lock made at line {made}" if made is not None else "a lock"
-            return f"acquire of {name}{held}"
+            return f"acquire of {_lock_name(made)}{held}"
 
         got = sched.acquire(task, self._inner, blocking, timeout, waits)
         if got:
-            if not self._is_reentry(task):
+            if not self._nested():
                 self._kata_holder = task
             trace.access("acq", self._kata_lock, None, where)
         return got
 
-    def _is_reentry(self, task: control.Task) -> bool:
+    def _nested(self) -> bool:
+        """Held more than once by its owner (an RLock taken again): still held after one
+        release, and not newly taken by one more acquire."""
         return False
 
     def release(self) -> None:
@@ -217,12 +222,9 @@ class TracedLock:
         if ctl is not None:
             ctl[0].point(ctl[1], "rel", self._kata_lock, trace.site())
         trace.access("rel", self._kata_lock)
-        if not self._still_held():
+        if not self._nested():
             self._kata_holder = None
         self._inner.release()
-
-    def _still_held(self) -> bool:
-        return False
 
     def locked(self) -> bool:
         return bool(self._inner.locked())
@@ -246,10 +248,7 @@ class TracedRLock(TracedLock):
     def _is_owned(self) -> bool:
         return bool(self._inner._is_owned())
 
-    def _is_reentry(self, task: control.Task) -> bool:
-        return bool(self._inner._count > 1)
-
-    def _still_held(self) -> bool:
+    def _nested(self) -> bool:
         return bool(self._inner._count > 1)
 
     def _release_save(self) -> Any:
