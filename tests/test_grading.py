@@ -276,3 +276,199 @@ def test_the_solutions_get_full_marks_over_all_katas(tmp_path):
     report = json.loads(path.read_text(encoding="utf-8"))
     assert report["status"] == "pass", proc.stdout[-3000:]
     assert report["score"] == report["max_score"] > 0
+
+
+# -- report hygiene: a report never says more than the run showed -----------------------------
+
+
+def _graded(pytester, *args):
+    """_report, with the tamper manifest written just before (for tests of other things)."""
+    manifest.write(pytester.path)
+    return _report(pytester, *args)
+
+
+DONE = HALF_DONE.replace("raise NotImplementedError", "return a * b")
+HANGING_ADD = "import time\ndef add(a, b):\n    time.sleep(60)\ndef mul(a, b):\n    return a * b\n"
+
+
+def _killed_mid_run(pytester, *args):
+    """Start pytest on a hanging kata with a stale 'pass' report in place; once the run has
+    begun, SIGKILL it (and its sandboxes): what does the report file say?"""
+    path = pytester.path / "report.json"
+    path.write_text('{"status": "pass", "score": 10}\n', encoding="utf-8")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "pytest", "katas", f"--kata-report={path}", *args],
+        cwd=pytester.path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while "did not finish" not in path.read_text(encoding="utf-8"):
+            assert proc.poll() is None and time.monotonic() < deadline, "no start report"
+            time.sleep(0.05)
+        time.sleep(0.5)  # well into the hanging test
+        assert proc.poll() is None
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+@pytest.mark.parametrize("fmt", ["exercism", "classroom"])
+def test_a_run_killed_mid_way_leaves_an_error_report_never_a_stale_pass(pytester, fmt):
+    _demo(pytester, impl=HANGING_ADD, timeout=120)
+    manifest.write(pytester.path)
+    report = _killed_mid_run(pytester, "-p", "no:cacheprovider", f"--kata-report-format={fmt}")
+    assert report["status"] == "error"
+    assert report["message"] == "the run did not finish"
+    assert report["max_score"] == 10 and all(t["score"] == 0 for t in report["tests"])
+    if fmt == "exercism":
+        assert report["score"] == 0
+        assert report["katas"]["demo"] == {
+            "score": 0,
+            "max_score": 10,
+            "tasks_done": 0,
+            "tasks": 2,
+            "status": "error",
+            "message": "the run did not finish",
+        }
+
+
+def test_the_start_report_is_replaced_at_the_end(pytester):
+    _demo(pytester, impl=DONE)
+    (pytester.path / "report.json").write_text("not even JSON")
+    result, report = _graded(pytester)
+    assert result.ret == pytest.ExitCode.OK
+    assert (report["status"], report["score"], report["message"]) == ("pass", 10, None)
+    assert not list(pytester.path.glob("report.json.*.tmp"))
+
+
+def test_a_tampered_kata_scores_zero_and_the_other_katas_keep_theirs(pytester):
+    _demo(pytester, impl=DONE, name="other")
+    _demo(pytester, impl=DONE)
+    test_file = pytester.path / "katas" / "demo" / "test_demo.py"
+    test_file.write_text(test_file.read_text() + "\n# just a comment\n")
+    result, report = _report(pytester)
+    result.assert_outcomes(passed=6)
+    assert result.ret == pytest.ExitCode.TESTS_FAILED  # every test passed, yet the grade is error
+    assert report["status"] == "error"
+    assert report["katas"]["demo"]["score"] == 0 and report["katas"]["demo"]["status"] == "error"
+    assert report["katas"]["other"]["score"] == 10
+    demo = [t for t in report["tests"] if t["kata"] == "demo"]
+    assert [t["score"] for t in demo] == [0.0, 0.0, 0.0]
+    assert report["score"] == 10
+    result.stdout.fnmatch_lines(
+        ["*demo*0/10 points", "*scores 0: TAMPERED: katas/demo/test_demo.py*"]
+    )
+    _, classroom = _report(pytester, "--kata-report-format=classroom")
+    scores = {}
+    for test in classroom["tests"]:
+        kata = test["name"].split(":")[0]
+        scores[kata] = scores.get(kata, 0) + test["score"]
+    assert scores == {"demo": 0, "other": 10}  # what GitHub Classroom adds up
+    assert classroom["status"] == "error" and "test_demo.py (edited)" in classroom["message"]
+
+
+def test_an_edited_plugin_file_scores_every_kata_zero(pytester):
+    _demo(pytester, impl=DONE)
+    recorded = json.loads((pytester.path / manifest.MANIFEST).read_text())
+    recorded["plugin"]["pytest_katas/grading.py"] = "0" * 64
+    (pytester.path / manifest.MANIFEST).write_text(json.dumps(recorded))
+    result, report = _report(pytester)
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    assert (report["status"], report["score"]) == ("error", 0)
+    assert all(t["score"] == 0 for t in report["tests"])
+
+
+def test_an_untampered_finished_kata_exits_zero_with_full_marks(pytester):
+    _demo(pytester, impl=DONE, name="other")
+    _demo(pytester, impl=DONE)
+    result, report = _graded(pytester)
+    assert result.ret == pytest.ExitCode.OK
+    assert (report["status"], report["score"], report["max_score"]) == ("pass", 20, 20)
+
+
+CRASHER = """
+import os
+
+def pytest_runtest_{phase}(item):
+    if item.name == "test_add_adds" and os.environ.get("CRASH_A_WORKER") and hasattr(
+        item.config, "workerinput"
+    ):
+        os._exit(3)
+"""
+
+
+@pytest.mark.parametrize("phase", ["setup", "call"])
+def test_a_crashed_xdist_worker_fails_its_test_never_passes_it(pytester, monkeypatch, phase):
+    _demo(pytester, impl=DONE)
+    pytester.makeconftest(CRASHER.format(phase=phase))  # outside katas/: not protected
+    monkeypatch.setenv("CRASH_A_WORKER", "1")
+    result, report = _graded(pytester, "-n", "2")
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    assert report["status"] == "fail" and report["score"] == 7
+    crashed = next(t for t in report["tests"] if t["name"] == "test_add_adds")
+    assert (crashed["status"], crashed["score"], crashed["failure_class"]) == ("fail", 0, "crash")
+    assert crashed["message"].startswith("CRASH: worker 'gw")
+    assert crashed["task_id"] == 1
+    monkeypatch.delenv("CRASH_A_WORKER")
+    result, report = _graded(pytester, "-n", "2")
+    assert result.ret == pytest.ExitCode.OK
+    assert (report["status"], report["score"]) == ("pass", 10)
+
+
+NO_CALL = """
+import os
+from _pytest.runner import call_and_report
+
+def pytest_runtest_protocol(item, nextitem):
+    if item.name != "test_add_adds" or not os.environ.get("SKIP_THE_CALL"):
+        return None
+    item.ihook.pytest_runtest_logstart(nodeid=item.nodeid, location=item.location)
+    call_and_report(item, "setup")  # passes; then the call report never comes
+    call_and_report(item, "teardown", nextitem=nextitem)
+    item.ihook.pytest_runtest_logfinish(nodeid=item.nodeid, location=item.location)
+    return True
+"""
+
+
+@pytest.mark.parametrize("with_report", [True, False])
+def test_a_test_whose_call_report_never_came_is_failed(pytester, monkeypatch, with_report):
+    _demo(pytester, impl=DONE)
+    pytester.makeconftest(NO_CALL)
+    monkeypatch.setenv("SKIP_THE_CALL", "1")
+    manifest.write(pytester.path)
+    path = pytester.path / "report.json"
+    args = ["katas", "-p", "no:cacheprovider"] + ([f"--kata-report={path}"] if with_report else [])
+    result = pytester.runpytest_subprocess(*args)
+    result.assert_outcomes(passed=2)  # pytest itself saw nothing wrong
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    result.stdout.fnmatch_lines(["*demo*1/2 tasks*7/10 points", "*task 1*CRASH*"])
+    if with_report:
+        report = json.loads(path.read_text(encoding="utf-8"))
+        assert report["status"] == "fail" and report["score"] == 7
+        missing = next(t for t in report["tests"] if t["name"] == "test_add_adds")
+        assert (missing["status"], missing["score"], missing["failure_class"]) == (
+            "fail",
+            0,
+            "crash",
+        )
+        assert missing["message"].startswith("CRASH: no call result arrived for this test")
+    monkeypatch.delenv("SKIP_THE_CALL")
+    manifest.write(pytester.path)
+    assert pytester.runpytest_subprocess(*args).ret == pytest.ExitCode.OK
+
+
+def test_the_exit_code_agrees_with_the_report(pytester):
+    """A run of some tests passes for pytest; with a report, a grade short of 'pass' fails."""
+    _demo(pytester, impl=DONE)
+    subset, report = _graded(pytester, "-k", "add_adds")
+    subset.assert_outcomes(passed=2)
+    assert report["status"] == "fail" and subset.ret == pytest.ExitCode.TESTS_FAILED
+    manifest.write(pytester.path)
+    plain = pytester.runpytest_subprocess("katas", "-p", "no:cacheprovider", "-k", "add_adds")
+    assert plain.ret == pytest.ExitCode.OK  # no report: nothing to disagree with
+    whole, report = _graded(pytester)
+    assert report["status"] == "pass" and whole.ret == pytest.ExitCode.OK

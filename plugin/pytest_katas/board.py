@@ -38,11 +38,15 @@ def pytest_kata_board(
     one = len(katas) == 1
     for grade in katas:
         done = sum(grade.task_done(t) for t in grade.kata.tasks)
-        mark = "done" if done == len(grade.kata.tasks) else "    "
+        finished = done == len(grade.kata.tasks) and not grade.blocked
+        mark = "done" if finished else "    "
         terminal.write_line(
             f"{mark} {grade.kata.name:<12} {done}/{len(grade.kata.tasks)} tasks  "
             f"{grade.score:>3}/{grade.max_score} points"
         )
+        if grade.blocked:  # broken or tampered with: it scores 0 whatever its tests did
+            terminal.write_line(f"     scores 0: {grade.blocked[0]}", red=True)
+            continue
         for line in _failing_lines(grade, None if one else 1):
             terminal.write_line(line)
     if not one:

@@ -1,4 +1,10 @@
-"""Grades: each kata test's result, and each task's points, scored when all its tests pass."""
+"""Grades: each kata test's result, and each task's points, scored when all its tests pass.
+
+A kata that cannot be graded honestly (its kata.toml or a test's kata marker is broken, or
+a protected file of it was tampered with) scores 0, every test of it too: GitHub
+Classroom's reporter adds up the tests' scores and ignores the status. A test whose reports
+did not all arrive (its xdist worker crashed, pytest stopped) is a failure, never a pass.
+"""
 
 from __future__ import annotations
 
@@ -9,13 +15,14 @@ from typing import Any, Final, final
 
 import pytest
 
-from pytest_katas.catalog import Kata, Task, load_kata
+from pytest_katas.catalog import Kata, Task, kata_at
 from pytest_katas.verdict import Kind
 
-__all__ = ["Gradebook", "KataGrade", "TestGrade", "test_meta"]
+__all__ = ["Gradebook", "KataGrade", "TestGrade", "nodeid_meta", "test_meta"]
 
 OUTPUT_LIMIT: Final = 500
 _RANK: Final = {"pass": 0, "skip": 1, "fail": 2, "error": 3}
+_PHASES: Final = ("setup", "call", "teardown")
 
 
 @final
@@ -36,6 +43,7 @@ class TestGrade:
     seed: int | None = None
     max_score: float = 0.0
     score: float = 0.0
+    phases: set[str] = dataclasses.field(default_factory=set)  # the reports that arrived
 
 
 def test_meta(item: pytest.Item, kata: Kata) -> dict[str, Any]:
@@ -55,13 +63,29 @@ def test_meta(item: pytest.Item, kata: Kata) -> dict[str, Any]:
     }
 
 
+def nodeid_meta(kata: Kata, rootpath: Path, nodeid: str) -> dict[str, Any]:
+    """What :func:`test_meta` would say, from a node id alone (for a test whose worker
+    crashed before it sent a report)."""
+    name = nodeid.split("::")[-1]
+    task = kata.task_of(name)
+    return {
+        "kata_dir": str(kata.directory),
+        "task": task.id if task is not None else None,
+        "test_code": "",
+        "filename": kata.relpath(rootpath / nodeid.split("::", 1)[0]),
+        "line_no": 0,
+    }
+
+
 def _task_from_markers(item: pytest.Item) -> int | None:
+    """The task a ``kata_task``/``task`` marker names; a bad value (which fails the test at
+    setup, see session.item_problem) names none."""
     for name, key in (("kata_task", None), ("task", "taskno")):
         mark = item.get_closest_marker(name)
         if mark is not None:
             value = mark.kwargs.get(key) if key else (mark.args[0] if mark.args else None)
             if value is not None:
-                return int(value)
+                return value if type(value) is int else None
     return None
 
 
@@ -70,6 +94,7 @@ def _task_from_markers(item: pytest.Item) -> int | None:
 class KataGrade:
     kata: Kata
     tests: dict[str, TestGrade] = dataclasses.field(default_factory=dict)
+    blocked: list[str] = dataclasses.field(default_factory=list)  # why it scores 0
 
     def ordered(self) -> list[TestGrade]:
         return sorted(self.tests.values(), key=lambda t: (t.filename, t.line_no, t.name))
@@ -78,6 +103,8 @@ class KataGrade:
         return [t for t in self.ordered() if t.task_id == task.id]
 
     def task_done(self, task: Task) -> bool:
+        if self.blocked:
+            return False
         ran = self.task_tests(task)
         return bool(ran) and len(ran) >= len(task.tests) and all(t.status == "pass" for t in ran)
 
@@ -91,6 +118,20 @@ class KataGrade:
     @property
     def max_score(self) -> int:
         return sum(task.points for task in self.kata.tasks)
+
+    def status(self) -> str:
+        tests = self.tests.values()
+        if self.blocked or any(t.kind == Kind.BROKEN for t in tests):
+            return "error"
+        if any(t.status in ("fail", "error") for t in tests):
+            return "fail"
+        return "pass" if all(self.task_done(task) for task in self.kata.tasks) else "fail"
+
+    def message(self) -> str | None:
+        if self.blocked:
+            return self.blocked[0]
+        broken = next((t for t in self.ordered() if t.kind == Kind.BROKEN), None)
+        return broken.message.splitlines()[0] if broken is not None else None
 
     def rescore(self) -> None:
         for task in self.kata.tasks:
@@ -109,13 +150,62 @@ class Gradebook:
         self.katas: dict[str, KataGrade] = {}
         self.problems: list[str] = []  # collection errors, a stale manifest, an interruption
         self.tampered: list[str] = []
+        self._blocked: dict[Path, list[str]] = {}  # kata folder -> why it scores 0
+        self._blocked_all: list[str] = []  # why every kata scores 0 (the plugin was edited)
+        self._meta: dict[str, dict[str, Any]] = {}  # node id -> its test's kata_meta
 
-    def record(self, report: pytest.TestReport, kind: Kind | None) -> TestGrade | None:
-        meta = getattr(report, "kata_meta", None)
+    def reasons(self, kata: Kata) -> list[str]:
+        """Why ``kata`` scores 0 whatever its tests do; empty if it is graded as usual."""
+        mine = self._blocked.get(kata.directory.resolve(), [])
+        found = [f"BROKEN: {kata.problem}"] if kata.problem is not None else []
+        return [*found, *self._blocked_all, *(r for r in mine if r not in found)]
+
+    def _grade_of(self, kata: Kata) -> KataGrade:
+        grades = self.katas.get(kata.name)
+        if grades is None:
+            grades = self.katas[kata.name] = KataGrade(kata)
+        grades.blocked = self.reasons(kata)
+        return grades
+
+    def expect(self, kata: Kata) -> KataGrade:
+        """Show ``kata`` in the report (at 0 until its tests pass), run or not."""
+        grades = self._grade_of(kata)
+        grades.rescore()
+        return grades
+
+    def block(self, kata: Kata, reason: str) -> None:
+        """``kata`` scores 0, every test of it too, because of ``reason``."""
+        reasons = self._blocked.setdefault(kata.directory.resolve(), [])
+        if reason not in reasons:
+            reasons.append(reason)
+        if kata.name in self.katas:
+            self.expect(kata)
+
+    def tamper(self, root: Path, change: str) -> None:
+        """A protected file under ``root`` differs from the manifest (``change`` is what
+        manifest.changed_files says): its kata scores 0, or every kata for a plugin file."""
+        self.tampered.append(change)
+        parts = change.split(" (", 1)[0].split("/")
+        reason = f"TAMPERED: {change} differs from katas/manifest.json"
+        if len(parts) >= 3 and parts[0] == "katas":
+            self._blocked.setdefault((root / "katas" / parts[1]).resolve(), []).append(reason)
+        else:
+            self._blocked_all.append(reason)
+        for grades in self.katas.values():
+            self.expect(grades.kata)
+
+    def record(
+        self,
+        report: pytest.TestReport,
+        kind: Kind | None,
+        meta: dict[str, Any] | None = None,
+    ) -> TestGrade | None:
+        meta = getattr(report, "kata_meta", None) or meta or self._meta.get(report.nodeid)
         if meta is None:
             return None
-        kata = load_kata(Path(meta["kata_dir"]))
-        grades = self.katas.setdefault(kata.name, KataGrade(kata))
+        self._meta[report.nodeid] = meta
+        kata = kata_at(Path(meta["kata_dir"]))
+        grades = self._grade_of(kata)
         name = report.nodeid.split("::")[-1]
         grade = grades.tests.get(report.nodeid)
         if grade is None:
@@ -128,11 +218,21 @@ class Gradebook:
                 filename=meta["filename"],
                 line_no=meta["line_no"],
             )
+        grade.phases.add(report.when)
         grade.duration += report.duration
         status = _status(report)
+        problem = getattr(report, "kata_problem", None)
+        if problem is not None:  # a broken kata.toml or kata marker: see session.item_problem
+            status, kind = "error", Kind.BROKEN
+            self.block(kata, f"BROKEN: {problem}")
+        crashed = report.when not in _PHASES and report.failed  # xdist: "worker crashed ..."
+        if crashed:
+            status, kind = "fail", Kind.CRASH
         if _RANK[status] > _RANK[grade.status]:  # the worst phase decides
             grade.status, grade.kind = status, kind
-            grade.message = report.longreprtext.strip()
+            grade.message = _message(report)
+            if crashed:
+                grade.message = f"CRASH: {grade.message}; the test counts as failed"
             outcome = getattr(report, "kata_outcome", None) or {}
             grade.seed = outcome.get("seed")
         output = (report.capstdout + report.capstderr).strip()
@@ -140,6 +240,24 @@ class Gradebook:
             grade.output = (grade.output + output)[-OUTPUT_LIMIT:]
         grades.rescore()
         return grade
+
+    def finish(self) -> list[TestGrade]:
+        """At the end of the run: a test that looked like a pass but whose reports did not
+        all arrive (setup passed, then nothing) fails. Returns the tests it failed."""
+        failed = []
+        for grades in self.katas.values():
+            for test in grades.tests.values():
+                missing = [p for p in _PHASES if p not in test.phases]
+                if test.status != "pass" or not missing:
+                    continue
+                test.status, test.kind = "fail", Kind.CRASH
+                test.message = (
+                    f"CRASH: no {missing[0]} result arrived for this test: its xdist worker "
+                    "died, or pytest stopped, before the test finished. It counts as failed."
+                )
+                failed.append(test)
+            grades.rescore()
+        return failed
 
     def ordered(self) -> list[KataGrade]:
         return sorted(self.katas.values(), key=lambda g: (g.kata.order, g.kata.name))
@@ -152,9 +270,19 @@ class Gradebook:
     def max_score(self) -> int:
         return sum(g.max_score for g in self.katas.values())
 
+    def failing(self) -> bool:
+        """Some test is graded fail or error (pytest may have counted it a pass: its call
+        report never came)."""
+        tests = [t for g in self.katas.values() for t in g.tests.values()]
+        return any(t.status in ("fail", "error") for t in tests)
+
     def status(self) -> str:
         tests = [t for g in self.katas.values() for t in g.tests.values()]
-        if self.tampered or self.problems or any(t.kind == Kind.BROKEN for t in tests):
+        if (
+            self.tampered
+            or self.problems
+            or any(g.status() == "error" for g in self.katas.values())
+        ):
             return "error"
         if not tests or any(t.status in ("fail", "error") for t in tests):
             return "fail"
@@ -164,15 +292,21 @@ class Gradebook:
     def message(self) -> str | None:
         if self.tampered:
             return "protected files differ from katas/manifest.json: " + "; ".join(self.tampered)
-        broken = next(
-            (t for g in self.katas.values() for t in g.tests.values() if t.kind == Kind.BROKEN),
-            None,
-        )
-        if broken is not None:
-            return broken.message.splitlines()[0]
         if self.problems:
             return "; ".join(self.problems)
+        for grades in self.ordered():
+            if grades.status() == "error" and (message := grades.message()) is not None:
+                return message
         return None
+
+
+def _message(report: pytest.TestReport) -> str:
+    """What went wrong, the same with or without xdist (whose reports start with a line
+    naming the worker: ``[gw0] linux -- Python 3.12.1 /usr/bin/python3``)."""
+    lines = report.longreprtext.strip().splitlines()
+    if hasattr(report, "node") and lines and lines[0].startswith("[") and " -- Python " in lines[0]:
+        lines = lines[1:]
+    return "\n".join(lines).strip()
 
 
 def _status(report: pytest.TestReport) -> str:

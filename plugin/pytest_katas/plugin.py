@@ -72,7 +72,7 @@ def _check_kata_args(config: pytest.Config) -> None:
             continue
         parent = path.parent
         if parent.is_dir() and any((d / catalog.KATA_MANIFEST).is_file() for d in parent.iterdir()):
-            names = ", ".join(k.name for k in catalog.list_katas(parent))
+            names = ", ".join(catalog.kata_names(parent))
             raise pytest.UsageError(
                 f"there is no kata {path.name!r} in {arg.rsplit('/', 1)[0] or '.'}/. "
                 f"The katas are: {names}. Run one with: pytest {parent.name}/<kata>"
@@ -80,6 +80,7 @@ def _check_kata_args(config: pytest.Config) -> None:
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    config.pluginmanager.register(session.RunChecks(config), "katas-checks")  # first: see there
     for marker in MARKERS:
         config.addinivalue_line("markers", marker)
     for name in settings.SETTINGS:

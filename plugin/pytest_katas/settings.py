@@ -2,12 +2,15 @@
 
 Precedence, highest first: a test's marker, the command line, the PYTEST_KATA_* environment
 variable, the kata's kata.toml, the ini file, the built-in default. A bad value fails with a
-message that names where it came from.
+message that names the value, where it came from, and what to do. Every amount (seconds,
+counts, sizes) must be a finite number above 0: ``inf``, ``nan``, 0, negatives, and (from a
+marker) a string or a bool are refused wherever they come from.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 import multiprocessing
 import os
 import re
@@ -16,20 +19,52 @@ from typing import Any, Final, final
 
 import pytest
 
-__all__ = ["SETTINGS", "Setting", "add_options", "parse_size", "resolve"]
+from pytest_katas.catalog import amount_problem, bad_amount, show_value
+
+__all__ = [
+    "SETTINGS",
+    "Setting",
+    "add_options",
+    "check_marker",
+    "check_run",
+    "parse_size",
+    "resolve",
+]
 
 
-def _positive_float(text: str) -> float:
-    value = float(text)
-    if not value > 0:
-        raise ValueError("must be more than 0")
-    return value
+@final
+@dataclasses.dataclass(frozen=True)
+class _Amount:
+    """Parses an amount given as text (option, environment, ini): finite and above 0."""
+
+    what: str  # "a number of seconds": what the value must be, in the user's words
+    example: str
+    whole: bool = False
+
+    def __call__(self, text: str) -> Any:
+        try:
+            value: float = int(text) if self.whole else float(text)
+        except ValueError:
+            raise ValueError(f"must be {self.what} above 0, e.g. {self.example}") from None
+        if math.isnan(value):
+            raise ValueError(f"must be {self.what} above 0, e.g. {self.example}")
+        if value <= 0:
+            raise ValueError("must be more than 0")
+        if math.isinf(value):
+            raise ValueError(
+                "must be finite: a limit of inf never ends, so a hanging test would hang "
+                f"the whole run; use e.g. {self.example}"
+            )
+        return value
 
 
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value <= 0:
-        raise ValueError("must be more than 0")
+def _seed(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise ValueError("must be a whole number from 0 up, e.g. 1234") from None
+    if value < 0:
+        raise ValueError("must be a whole number from 0 up, e.g. 1234")
     return value
 
 
@@ -82,6 +117,8 @@ def parse_size(text: str) -> int:
     scale = {"b": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30}[unit[0]]
     if number <= 0:
         raise ValueError("must be more than 0")
+    if int(number * scale) < 1:
+        raise ValueError("must be at least 1 byte, e.g. 512MiB")
     return int(number * scale)
 
 
@@ -136,14 +173,14 @@ SETTINGS: Final = {
             "kata_timeout",
             "seconds a kata test may run before it fails as a hang "
             "(default: the kata's kata.toml, else 10)",
-            _positive_float,
+            _Amount("a number of seconds", "10"),
             lambda: 10.0,
         ),
         Setting(
             "kata_seed",
             "seed for schedule noise; a failure prints the seed that replays it "
             "(default: a new random seed each run)",
-            int,
+            _seed,
             lambda: None,
             ini=False,
         ),
@@ -180,7 +217,7 @@ SETTINGS: Final = {
         Setting(
             "kata_preemptions",
             "the bound of the dfs search: schedules with at most this many preemptions (default 2)",
-            _positive_int,
+            _Amount("a whole number of preemptions", "2", whole=True),
             lambda: 2,
         ),
         Setting(
@@ -193,7 +230,7 @@ SETTINGS: Final = {
         Setting(
             "kata_stress_budget",
             "seconds each stress test may spend repeating its scenario (default 2)",
-            _positive_float,
+            _Amount("a number of seconds", "2"),
             lambda: 2.0,
         ),
         Setting(
@@ -212,14 +249,14 @@ SETTINGS: Final = {
         Setting(
             "kata_hint",
             "show the next hint for this task number of the kata given, then exit",
-            _positive_int,
+            _Amount("a task number", "1", whole=True),
             lambda: None,
             ini=False,
         ),
         Setting(
             "kata_max_processes",
             "processes a test may have alive at once before it is stopped (default 200)",
-            _positive_int,
+            _Amount("a whole number of processes", "200", whole=True),
             lambda: 200,
         ),
         Setting(
@@ -246,11 +283,57 @@ def add_options(parser: pytest.Parser) -> None:
             parser.addini(setting.name, setting.help, default=None)
 
 
+def _amount_of(setting: Setting) -> _Amount | None:
+    return setting.parse if isinstance(setting.parse, _Amount) else None
+
+
 def _parse(setting: Setting, raw: Any, where: str) -> Any:
+    """A value given as text (option, environment, ini): ``<where>: 'raw' is not valid: ...``."""
     try:
         return setting.parse(str(raw))
     except ValueError as exc:
         raise pytest.UsageError(f"{where}: {raw!r} is not valid: {exc}") from None
+
+
+def _parse_typed(setting: Setting, raw: Any, subject: str, example: str) -> Any:
+    """A value given as a Python or TOML value (a marker, kata.toml): an amount must be a
+    finite number above 0, never a string or a bool. ``subject`` is the value as written."""
+    amount = _amount_of(setting)
+    if amount is not None:
+        why = bad_amount(raw, whole=amount.whole)
+        if why is not None:
+            problem = amount_problem(subject, amount.what, example or amount.example, why)
+            raise pytest.UsageError(problem)
+        return int(raw) if amount.whole else float(raw)
+    try:
+        if not isinstance(raw, str):
+            raise ValueError("it must be text, in quotes")
+        return setting.parse(raw)
+    except ValueError as exc:
+        raise pytest.UsageError(f"{subject} is not valid: {exc}") from None
+
+
+def check_marker(name: str, mark: pytest.Mark) -> str | None:
+    """What is wrong with ``@pytest.mark.<name>(...)`` (the marker of a setting), or None."""
+    amount = _amount_of(SETTINGS[name])
+    example = f"@pytest.mark.{name}({amount.example if amount is not None else '...'})"
+    if not mark.args:
+        return f"@pytest.mark.{name} has no value; give it one, e.g. {example}"
+    subject = f"@pytest.mark.{name}({mark.args[0]!r})"
+    try:
+        _parse_typed(SETTINGS[name], mark.args[0], subject, example)
+    except pytest.UsageError as exc:
+        return str(exc)
+    return None
+
+
+def _ini_where(config: pytest.Config, name: str) -> str:
+    overrides = getattr(config.option, "override_ini", None) or ()
+    if any(str(o).split("=", 1)[0].strip() == name for o in overrides):
+        return f"-o {name}"
+    if config.inipath is not None:
+        return f"{config.inipath.name}: {name}"
+    return f"ini {name}"
 
 
 def resolve(
@@ -262,7 +345,10 @@ def resolve(
     """The value of setting ``name`` for one test, or for the run when no marker is given."""
     setting = SETTINGS[name]
     if marker is not None and marker.args:
-        return _parse(setting, marker.args[0], f"@pytest.mark.{name}")
+        problem = check_marker(name, marker)
+        if problem is not None:
+            raise pytest.UsageError(problem)
+        return _parse_typed(setting, marker.args[0], "", "")
     cli = config.getoption(setting.dest)
     if cli is not None:
         return _parse(setting, cli, setting.option)
@@ -270,9 +356,26 @@ def resolve(
     if env:
         return _parse(setting, env, f"${setting.env}")
     if kata_value is not None:
-        return _parse(setting, kata_value, f"kata.toml {name.removeprefix('kata_')}")
+        subject = f"kata.toml: {name.removeprefix('kata_')} = {show_value(kata_value)}"
+        return _parse_typed(setting, kata_value, subject, "")
     if setting.ini:
         ini = config.getini(name)
         if ini not in (None, ""):
-            return _parse(setting, ini, f"ini {name}")
+            if isinstance(ini, str):
+                return _parse(setting, ini, _ini_where(config, name))
+            subject = f"{_ini_where(config, name)} = {show_value(ini)}"
+            return _parse_typed(setting, ini, subject, "")
     return setting.default()
+
+
+def check_run(config: pytest.Config) -> None:
+    """Every run-wide setting (options, environment, ini), checked at once: UsageError with
+    the first bad one."""
+    from pytest_katas.catalog import KataError, check_target_option
+
+    for name in SETTINGS:
+        resolve(config, name)
+    try:
+        check_target_option(resolve(config, "kata_target"))
+    except KataError as exc:
+        raise pytest.UsageError(str(exc)) from None
