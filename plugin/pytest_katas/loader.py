@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import linecache
 import sys
 import threading
 import traceback
+import types
 from pathlib import Path
 from types import ModuleType, TracebackType
 from typing import Any, final
 
-from pytest_katas import boot
+from pytest_katas import boot, integrity
 from pytest_katas.catalog import Kata
+from pytest_katas.verdict import fail_as
 
 __all__ = ["KataTarget", "TargetImportError", "describe_not_implemented"]
 
@@ -95,16 +98,35 @@ class KataTarget:
             raise AttributeError(attribute)
         module = self.load()
         try:
-            return getattr(module, attribute)
+            value = getattr(module, attribute)
         except AttributeError:
             raise AttributeError(
                 f"{self._kata.relpath(self._path)} has no {attribute!r}: the {self._kata.name} "
                 f"kata expects it to define {attribute} "
                 f"(see {self._kata.relpath(self._kata.lesson)})"
             ) from None
+        if isinstance(value, types.FunctionType) and value.__module__ == module.__name__:
+            return _plain_results(value)
+        return value
 
     def __repr__(self) -> str:
         return f"<kata {self._kata.name} from {self._kata.relpath(self._path)}>"
+
+
+def _plain_results(function: Any) -> Any:
+    """``function``, returning only plain data: what a test compares must compare honestly
+    (an ``int`` subclass whose ``__eq__`` is always true is not an answer)."""
+
+    @functools.wraps(function)
+    def checked(*args: Any, **kwargs: Any) -> Any:
+        __tracebackhide__ = True
+        result = function(*args, **kwargs)
+        problem = integrity.plain_data_problem(result)
+        if problem is not None:
+            raise fail_as("wrong", f"{function.__name__}() returned {problem}")
+        return result
+
+    return checked
 
 
 def describe_not_implemented(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.util
 import multiprocessing
 import os
+import secrets
 import sys
 import time
 import traceback
@@ -13,7 +14,7 @@ from typing import Final, NoReturn
 
 import pytest
 
-from pytest_katas import boot, findings, leaks, stress
+from pytest_katas import boot, findings, integrity, leaks, stress
 from pytest_katas.channel import RunDir, RunState
 from pytest_katas.loader import KataTarget, TargetImportError, describe_not_implemented
 from pytest_katas.verdict import KataFailure, Kind, Outcome
@@ -41,6 +42,9 @@ class SandboxSpec:
         self.modules = {target.kata.module_name: str(target.path)}
         self.env = rundir.environment(self.modules)
         self.replay = replay
+        # Proves that the result came from this sandbox's own code: learner code that writes
+        # a result file of its own does not know it (and a snapshot catches the curious).
+        self.nonce = secrets.token_hex(16)
 
     @property
     def files(self) -> tuple[str, ...]:
@@ -145,7 +149,7 @@ def _run_test(item: pytest.Function, spec: SandboxSpec) -> Outcome:
     return outcome
 
 
-_UNTRACED: Final = (Kind.TODO, Kind.BROKEN)
+_UNTRACED: Final = (Kind.TODO, Kind.BROKEN, Kind.TAMPERED)
 
 
 def _add_leaks(outcome: Outcome, found: list[leaks.Leak]) -> None:
@@ -162,6 +166,29 @@ def _add_leaks(outcome: Outcome, found: list[leaks.Leak]) -> None:
     )
 
 
+def _watched_modules(item: pytest.Function, spec: SandboxSpec) -> list[types.ModuleType]:
+    """The test's module and the kata's conftest files: the oracle, which learner code
+    must leave as it found it."""
+    folder = str(spec.target.kata.directory)
+    found = [item.module] if item.module is not None else []
+    for module in list(sys.modules.values()):
+        path = getattr(module, "__file__", None) or ""
+        if path.startswith(folder) and os.path.basename(path) == "conftest.py":
+            found.append(module)
+    return found
+
+
+def _tampered(changes: list[str]) -> Outcome:
+    shown = "\n".join(f"  - {change}" for change in changes[:10])
+    return Outcome(
+        "failed",
+        Kind.TAMPERED,
+        "the code changed the test or the plugin while the test ran",
+        f"Seen after the test returned:\n{shown}\n\nA kata's code must not touch the tests, "
+        "the plugin, builtins or the trace; the test's verdict cannot be trusted.",
+    )
+
+
 def run_sandbox(item: pytest.Function, spec: SandboxSpec, out_fd: int, err_fd: int) -> NoReturn:
     """The sandbox's whole life: run the test, check for leaks, report, exit."""
     global INSIDE
@@ -171,8 +198,12 @@ def run_sandbox(item: pytest.Function, spec: SandboxSpec, out_fd: int, err_fd: i
         _use_stdio(out_fd, err_fd)
         _prepare(spec)
         baseline = leaks.Baseline.take()
+        snapshot = integrity.Snapshot.take(_watched_modules(item, spec), spec.tracing)
         outcome = _run_test(item, spec)
         spec.rundir.mark_body_done()
+        changes = snapshot.changes()
+        if changes:
+            outcome = _tampered(changes)
         if (
             spec.tracing
             and outcome.status != "skipped"
@@ -186,7 +217,7 @@ def run_sandbox(item: pytest.Function, spec: SandboxSpec, out_fd: int, err_fd: i
             found = leaks.find_leaks(baseline, set(), spec.rundir, spec.target.kata.relpath)
             if found:
                 _add_leaks(outcome, found)
-        spec.rundir.write_result(outcome.to_json())
+        spec.rundir.write_result({**outcome.to_json(), "nonce": spec.nonce})
     except BaseException:  # noqa: BLE001 - the supervisor reports a sandbox that died silently
         traceback.print_exc()
         code = os.EX_SOFTWARE

@@ -41,6 +41,7 @@ __all__ = [
     "name_thread",
     "record",
     "set_tracing",
+    "switched_off",
     "site",
     "tracing",
     "wait_begin",
@@ -258,6 +259,12 @@ def flush() -> None:
 def tracing() -> bool:
     """Whether accesses are being recorded in this process right now."""
     return _rec is not None and _rec.on and not _rec.capped
+
+
+def switched_off() -> bool:
+    """Whether recording was turned off in this process (the grader's integrity check:
+    learner code must not be able to hide what it did)."""
+    return _rec is not None and not _rec.on
 
 
 def name_thread(name: str) -> None:

@@ -24,6 +24,7 @@ class Kind(str, enum.Enum):
     CAP = "over a limit"
     TODO = "not implemented"
     BROKEN = "does not import"
+    TAMPERED = "tampered with the grader"
 
     @classmethod
     def parse(cls, value: str | Kind) -> Kind:
