@@ -11,7 +11,7 @@ import shlex
 import sys
 import time
 import warnings
-from typing import final
+from typing import TYPE_CHECKING, Final, final
 
 import psutil
 import pytest
@@ -20,6 +20,7 @@ from pytest_katas import (
     channel,
     crashes,
     findings,
+    privilege,
     procs,
     races,
     sandbox,
@@ -30,6 +31,9 @@ from pytest_katas import (
 from pytest_katas.history import History
 from pytest_katas.verdict import Kind, Outcome
 from pytest_katas.watchdog import Watchdog
+
+if TYPE_CHECKING:
+    from pytest_katas.box import TestGroup
 
 __all__ = ["Limits", "supervise"]
 
@@ -53,8 +57,16 @@ class Limits:
 class _Watch:
     """The supervisor's view of one running sandbox."""
 
-    def __init__(self, pid: int, spec: sandbox.SandboxSpec, limits: Limits) -> None:
+    def __init__(
+        self,
+        pid: int,
+        spec: sandbox.SandboxSpec,
+        limits: Limits,
+        group: TestGroup | None = None,
+    ) -> None:
         self.pid = pid
+        self.group = group
+        self.learner = privilege.learner()
         self.spec = spec
         self.limits = limits
         self.started = time.monotonic()
@@ -96,9 +108,21 @@ class _Watch:
                 os.write(fds[fd], data[:room])
 
     def check_caps(self) -> Outcome | None:
-        members = self.members = procs.group_members(self.pid)
-        self.seen.update(members)
         limits = self.limits
+        if self.group is not None and self.group.hit_pid_limit():  # first: one small read
+            return _cap(
+                f"the code tried to start more than {privilege.TASKS_MAX} processes and "
+                "threads, and the kernel refused",
+                "Is a process starting processes in a loop (a fork bomb)? Start a fixed number "
+                "of workers, or use a Pool.",
+            )
+        members = procs.group_members(self.pid)
+        if self.group is not None:  # a process that left the group is still in the cgroup
+            members = sorted(set(members) | set(self.group.members()))
+        elif self.learner is not None:
+            members = sorted(set(members) | set(privilege.members(self.learner)))
+        self.members = members
+        self.seen.update(members)
         if len(members) > limits.max_processes:
             return _cap(
                 f"more than {limits.max_processes} processes ran at once "
@@ -140,7 +164,9 @@ def _size(n: int) -> str:
     return f"{value:.1f} GiB"
 
 
-def _fork_sandbox(item: pytest.Function, spec: sandbox.SandboxSpec) -> tuple[int, int, int]:
+def _fork_sandbox(
+    item: pytest.Function, spec: sandbox.SandboxSpec, group: TestGroup | None
+) -> tuple[int, int, int]:
     out_r, out_w = os.pipe()
     err_r, err_w = os.pipe()
     for stream in (sys.stdout, sys.stderr):
@@ -155,12 +181,29 @@ def _fork_sandbox(item: pytest.Function, spec: sandbox.SandboxSpec) -> tuple[int
         if _watchdog is not None:
             _watchdog.forget()
         os.setpgid(0, 0)
+        _enter_learner_side(spec, group)
         sandbox.run_sandbox(item, spec, out_w, err_w)
     os.close(out_w)
     os.close(err_w)
     with contextlib.suppress(OSError):
         os.setpgid(pid, pid)
     return pid, out_r, err_r
+
+
+def _enter_learner_side(spec: sandbox.SandboxSpec, group: TestGroup | None) -> None:
+    """In the forked test process, while grading: join the test's cgroup, then become the
+    learner's user. If either fails the process ends: running learner code as root is
+    never the fallback."""
+    who = privilege.learner()
+    if who is None:
+        return
+    try:
+        if group is not None:
+            group.add(os.getpid())
+        privilege.become(who, spec.rundir)
+    except OSError as exc:  # pragma: no cover - the box was set up for this
+        os.write(2, f"katas: could not drop privileges for the test: {exc}\n".encode())
+        os._exit(os.EX_NOPERM)
 
 
 _watchdog: Watchdog | None = None
@@ -178,22 +221,30 @@ def supervise(item: pytest.Function, spec: sandbox.SandboxSpec, limits: Limits) 
     global _watchdog
     if _watchdog is None:
         _watchdog = Watchdog()
+    group = privilege.test_group(limits.max_memory)
     with procs.subreaper():
-        pid, out_r, err_r = _fork_sandbox(item, spec)
+        pid, out_r, err_r = _fork_sandbox(item, spec, group)
         _watchdog.guard(pid)
-        watch = _Watch(pid, spec, limits)
+        watch = _Watch(pid, spec, limits, group)
         fds = {out_r: 1, err_r: 2}
+        outcome: Outcome | None = None
         try:
             outcome = _watch(watch, fds)
             children = crashes.Children.read(spec.rundir)
         finally:
+            if group is not None and outcome is not None and outcome.kind == Kind.CAP:
+                group.kill_all()  # a storm starves a polite TERM-and-wait: freeze, kill
             procs.terminate_group(pid, limits.grace)
+            if watch.learner is not None:  # setsid() or a double fork does not escape this
+                watch.seen.update(privilege.sweep(watch.learner, group))
             watch.poll_exit()
             procs.reap(watch.seen | set(spec.rundir.read(channel.REGISTERED)), watch.reaped)
             _drain(watch, fds)
             for fd in (out_r, err_r):
                 os.close(fd)
             _watchdog.release(pid)
+            if group is not None:
+                group.remove()
     try:
         _conclude(outcome, children, spec)
     finally:
@@ -276,7 +327,12 @@ def _sample(watch: _Watch) -> dict[int, stacks.ProcessStack]:
 def _finished(watch: _Watch) -> Outcome:
     result = watch.spec.rundir.read_result()
     if result is not None:
-        return Outcome.from_json(result)
+        if result.pop("nonce", None) != watch.spec.nonce:
+            return _forged("it does not carry the proof that the test process wrote it")
+        try:
+            return _checked(Outcome.from_json(result))
+        except (TypeError, ValueError, KeyError, AttributeError):
+            return _forged("it is not in the form the test process writes")
     how = procs.describe_exit(watch.reaped.get(watch.pid))
     return Outcome(
         "failed",
@@ -285,6 +341,36 @@ def _finished(watch: _Watch) -> Outcome:
         "The process that runs the test function (and calls your code) died without a "
         "Python exception: os.abort(), a signal, os._exit() or a crash in C code. Its "
         "output, if any, is under 'Captured stdout/stderr'.",
+    )
+
+
+_FIELDS: Final = {"message": str, "details": str, "duration": float, "traced": bool}
+
+
+def _checked(outcome: Outcome) -> Outcome:
+    """The result as the sandbox writes it, field by field, of exactly the right types."""
+    if outcome.status not in ("passed", "failed", "skipped"):
+        raise ValueError(outcome.status)
+    if outcome.status == "failed" and outcome.kind is None:
+        raise ValueError("a failure without a class")
+    for name, kind in _FIELDS.items():
+        value = getattr(outcome, name)
+        if type(value) is not kind and not (kind is float and type(value) is int):
+            raise TypeError(name)
+    if outcome.seed is not None and type(outcome.seed) is not int:
+        raise TypeError("seed")
+    if type(outcome.explored) is not list or any(type(e) is not str for e in outcome.explored):
+        raise TypeError("explored")
+    return outcome
+
+
+def _forged(why: str) -> Outcome:
+    return Outcome(
+        "failed",
+        Kind.TAMPERED,
+        f"the test's result file was not written by the plugin: {why}",
+        "Something in the test's processes wrote a result of its own. The test's verdict "
+        "cannot be trusted, so it fails.",
     )
 
 
