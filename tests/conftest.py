@@ -19,6 +19,8 @@ KATAS = ROOT / "katas"
 MUTANTS = Path(__file__).resolve().parent / "mutants"
 VARIANTS = Path(__file__).resolve().parent / "variants"
 RUN_TIMEOUT = 600
+# Submissions, not tests of ours: an attack's conftest.py must never be loaded here.
+collect_ignore_glob = ["attacks/*", "mutants/*", "variants/*"]
 _KIND = re.compile(r"^([A-Z]+): ")
 
 
