@@ -1,11 +1,12 @@
 """Attack: a fork storm (each child forks too, for ever)."""
 
+import ctypes
 import os
-import sys
 
 
 def relay(items):
-    sys.argv[:] = ["KATAS-ATTACK"]
+    libc = ctypes.CDLL(None)
+    libc.prctl(15, b"KA-fork_storm", 0, 0, 0)  # PR_SET_NAME: what the test looks for
     while True:
         try:
             os.fork()

@@ -54,7 +54,7 @@ if os.environ.get("PYTEST_KATA_RUNDIR") and not os.environ.get("KATAS_ATTACK_CHI
                     "-c",
                     "import runpy, sys; runpy.run_path(sys.argv[1], run_name='daemon')",
                     __file__,
-                    "KATAS-ATTACK",
+                    "KA-setsid_daemon",
                 ],
             )
         os._exit(0)
