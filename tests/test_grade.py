@@ -136,12 +136,16 @@ def test_a_forged_result_is_called_tampered(tmp_path):
 
 @pytest.mark.slow
 @boxed
-@pytest.mark.parametrize("attack", ["replace_test_helper", "swap_classifier", "trace_off"])
+@pytest.mark.parametrize(
+    "attack", ["replace_test_helper", "swap_classifier", "trace_off", "unhook_threads"]
+)
 def test_an_oracle_changed_from_learner_code_is_called_tampered(attack, tmp_path):
-    code, report, output, _ = grade(tmp_path, ATTACKS / attack, args=("--kata", "pipe"))
+    (kata,) = ATTACK_KATAS[attack]
+    code, report, output, _ = grade(tmp_path, ATTACKS / attack, args=("--kata", kata))
     tampered = [t for t in report["tests"] if t["failure_class"] == "tampered"]
     assert tampered, output[-3000:]
-    assert "replaced" in tampered[0]["message"] or "switched off" in tampered[0]["message"]
+    said = tampered[0]["message"]
+    assert any(word in said for word in ("replaced", "switched off", "was removed")), said
 
 
 @pytest.mark.slow

@@ -46,6 +46,7 @@ class Snapshot:
     """The state that decides a verdict, as it was before learner code ran."""
 
     def __init__(self, modules: dict[str, types.ModuleType], tracing: bool) -> None:
+        self._hooks = _hooks()
         self._modules = dict(modules)
         self._functions = {name: _functions(module) for name, module in modules.items()}
         self._builtins = {name: id(value) for name, value in vars(builtins).items()}
@@ -71,6 +72,9 @@ class Snapshot:
             for attr, before in self._functions[name].items():
                 if now.get(attr) != before:
                     found.append(f"{name}.{attr} was replaced")
+        for (owner, attr), identity in self._hooks.items():
+            if id(getattr(owner, attr, None)) != identity:
+                found.append(f"the plugin's hook on {_name(owner)}.{attr} was removed")
         for attr, identity in self._builtins.items():
             if id(vars(builtins).get(attr)) != identity:
                 found.append(f"the builtin {attr} was replaced")
@@ -80,6 +84,39 @@ class Snapshot:
             if trace.switched_off():
                 found.append("the plugin's trace was switched off")
         return found
+
+
+def _plugin_made(value: Any) -> bool:
+    module = getattr(value, "__module__", None) or ""
+    return getattr(value, "_kata_hook", False) or module.startswith(_PLUGIN)
+
+
+def _hooks() -> dict[tuple[Any, str], int]:
+    """What the plugin put in the standard library to watch and schedule learner code
+    (its wrappers, its Lock and RLock, its sleep): learner code must leave them there."""
+    import multiprocessing.process
+    import threading
+    import time
+
+    from pytest_katas import wrapping
+
+    places = [
+        *wrapping.installed(),
+        (threading, "Lock"),
+        (threading, "RLock"),
+        (threading, "_allocate_lock"),
+        (time, "sleep"),
+        (multiprocessing.process.BaseProcess, "start"),
+    ]
+    return {
+        (owner, attr): id(value)
+        for owner, attr in places
+        if _plugin_made(value := getattr(owner, attr, None))
+    }
+
+
+def _name(owner: Any) -> str:
+    return str(getattr(owner, "__qualname__", None) or getattr(owner, "__name__", owner))
 
 
 _PLAIN: Final = (

@@ -12,7 +12,15 @@ from typing import Any, Final
 
 from pytest_katas import trace
 
-__all__ = ["MP_DIR", "from_learner", "install_wrapper", "new_id", "patched", "small"]
+__all__ = [
+    "MP_DIR",
+    "from_learner",
+    "install_wrapper",
+    "installed",
+    "new_id",
+    "patched",
+    "small",
+]
 
 MP_DIR: Final = os.path.dirname(threading.__file__) + os.sep + "multiprocessing" + os.sep
 _ids = itertools.count(1)
@@ -27,9 +35,18 @@ def patched(owner: Any, name: str) -> bool:
     return getattr(getattr(owner, name, None), "_kata_hook", False)
 
 
+_installed: list[tuple[Any, str]] = []
+
+
 def install_wrapper(owner: Any, name: str, wrapper: Callable[..., Any]) -> None:
     wrapper._kata_hook = True  # type: ignore[attr-defined]
     setattr(owner, name, wrapper)
+    _installed.append((owner, name))
+
+
+def installed() -> list[tuple[Any, str]]:
+    """Every (owner, name) a wrapper was installed on in this process."""
+    return list(_installed)
 
 
 def from_learner(skip: int) -> bool:
