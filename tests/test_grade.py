@@ -19,6 +19,8 @@ from conftest import KATAS, ROOT
 from pytest_katas import box
 from pytest_katas.catalog import list_katas
 
+pytestmark = pytest.mark.grader
+
 ATTACKS = Path(__file__).resolve().parent / "attacks"
 
 
