@@ -118,7 +118,7 @@ def _grade(args: argparse.Namespace) -> int:
     except KataError as exc:
         print(f"katas grade: the checkout's katas cannot be used: {exc}", file=sys.stderr)
         return 2
-    names = grade._names(args.submissions)
+    names = grade.names(args.submissions)
     paths = dict(zip(names, _report_paths(args.report, names, args.fmt), strict=True))
     for name, path in paths.items():  # until a submission is graded, its report says error
         _write(path, grade.error_report(katas, "grading did not finish"), args.fmt, name)
@@ -130,7 +130,7 @@ def _grade(args: argparse.Namespace) -> int:
             sys.stdout.write(graded.output)
         print(f"graded {graded.line()}", flush=True)
 
-    results = grade.grade_all(options, args.submissions, done)
+    results = grade.grade_all(options, katas, args.submissions, done)
     if len(names) > 1:
         index = {
             g.name: {k: g.report.get(k) for k in ("status", "score", "max_score")} for g in results

@@ -17,7 +17,6 @@ import dataclasses
 import json
 import math
 import os
-import pwd
 import random
 import shutil
 import stat
@@ -59,7 +58,6 @@ class GradeOptions:
     isolation: str = "auto"  # auto, bubblewrap, unshare or none
     only: tuple[str, ...] = ()  # grade only these katas (an assignment of one or two)
     checkout_changes: tuple[str, ...] = ()  # the checkout differs from its own manifest
-    python: str = sys.executable
 
 
 @final
@@ -164,17 +162,6 @@ def _is_test(path: Path) -> bool:
 # -- the run in the box ----------------------------------------------------------------------
 
 
-def _learner_user() -> str | None:
-    """The user learner code runs as, when we may switch to it."""
-    if os.geteuid() != 0:
-        return None
-    try:
-        pwd.getpwnam(LEARNER_USER)
-    except KeyError:
-        return None
-    return LEARNER_USER
-
-
 def _world_reachable(path: Path) -> bool:
     """Whether a user with no rights of its own can reach ``path`` (every folder on the
     way is searchable by others)."""
@@ -186,12 +173,6 @@ def _world_reachable(path: Path) -> bool:
         if stat.S_ISDIR(mode) and not mode & stat.S_IXOTH:
             return False
     return True
-
-
-def _interpreter_paths(python: str) -> list[Path]:
-    """The folders the learner's processes must read to run Python and the plugin."""
-    real = Path(os.path.realpath(python))
-    return sorted({*box.python_paths(), real.parent.parent.resolve()})
 
 
 def _unreachable_ancestors(paths: Sequence[Path]) -> list[Path]:
@@ -215,11 +196,10 @@ def _deadline(katas: Sequence[Kata]) -> float:
     return total * 1.5 + 120.0
 
 
-def _box_spec(
-    options: GradeOptions, workdir: Path, out: Path, user: str | None, checkout: Path
-) -> box.BoxSpec:
-    needed = _interpreter_paths(options.python)
-    masks = _unreachable_ancestors([*needed, workdir]) if user else []
+def _box_spec(workdir: Path, out: Path, user: str | None, checkout: Path) -> box.BoxSpec:
+    # The box binds the interpreter itself; the learner's user must also get through the
+    # folders above it (a private home holding pyenv, say).
+    masks = _unreachable_ancestors([*box.python_paths(), workdir]) if user else []
     env = {
         "PATH": "/usr/local/bin:/usr/bin:/bin",
         "HOME": "/tmp",  # noqa: S108 - the box's own private tmpfs
@@ -232,7 +212,7 @@ def _box_spec(
     if user:
         env["PYTEST_KATA_LEARNER_USER"] = user
     return box.BoxSpec(
-        readonly=[*needed, workdir / "repo"],
+        readonly=[workdir / "repo"],
         writable=[out],
         hidden=[*masks, checkout / "solutions"],
         env=env,
@@ -243,7 +223,7 @@ def _box_spec(
 def _pytest_argv(options: GradeOptions, workdir: Path, out: Path) -> list[str]:
     repo = workdir / "repo"
     argv = [
-        options.python,
+        sys.executable,
         "-I",
         "-m",
         "pytest",
@@ -276,7 +256,7 @@ def _run_boxed(
     user: str | None,
     isolation: box.Isolation,
 ) -> tuple[int | None, str, box.Isolation]:
-    spec = _box_spec(options, workdir, out, user, options.checkout)
+    spec = _box_spec(workdir, out, user, options.checkout)
     log = out / "pytest.log"
     deadline = _deadline(katas)
     with box.Box(spec, isolation) as boxed, open(log, "wb") as output:
@@ -321,9 +301,9 @@ def grade_one(options: GradeOptions, katas: Sequence[Kata], submission: Path, na
             report = error_report(katas, f"the submission could not be graded: {exc}")
             return Graded(submission, name, report, "", time.monotonic() - started)
         isolation = box.probe(prefer=options.isolation)
-        user = _learner_user() if isolation.learner_user else None
+        user = LEARNER_USER if isolation.learner_user else None  # the probe tried it
         if user and isolation.tool == "none":
-            blocked = [p for p in _interpreter_paths(options.python) if not _world_reachable(p)]
+            blocked = [p for p in box.python_paths() if not _world_reachable(p)]
             if blocked:  # without a box nothing can open them to the learner's user
                 user = None
                 why = f"learner code ran as the grader's user: {blocked[0]} is private"
@@ -493,7 +473,8 @@ def rescore(katas: Sequence[Kata], tests: list[dict[str, Any]]) -> dict[str, Any
 # -- many submissions ------------------------------------------------------------------------
 
 
-def _names(submissions: Sequence[Path]) -> list[str]:
+def names(submissions: Sequence[Path]) -> list[str]:
+    """A report name per submission: its folder's name, numbered when two share one."""
     names: list[str] = []
     for path in submissions:
         base = path.resolve().name or "submission"
@@ -506,19 +487,19 @@ def _names(submissions: Sequence[Path]) -> list[str]:
 
 def grade_all(
     options: GradeOptions,
+    katas: Sequence[Kata],
     submissions: Sequence[Path],
     on_done: Callable[[Graded], None] = lambda graded: None,
 ) -> list[Graded]:
-    """Grade every submission, ``options.jobs`` at a time, in the order given."""
-    katas = katas_of(options.checkout, options.only)
+    """Grade every submission against ``katas`` (from :func:`katas_of`), ``options.jobs``
+    at a time, in the order given."""
     changes = tuple(manifest.changed_files(options.checkout))
     if changes:
         options = dataclasses.replace(options, checkout_changes=changes)
-    names = _names(submissions)
     with concurrent.futures.ThreadPoolExecutor(max_workers=max(options.jobs, 1)) as pool:
         futures = [
             pool.submit(grade_one, options, katas, path, name)
-            for path, name in zip(submissions, names, strict=True)
+            for path, name in zip(submissions, names(submissions), strict=True)
         ]
         try:
             for future in concurrent.futures.as_completed(futures):
