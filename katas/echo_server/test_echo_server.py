@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import linecache
+import os
 import socket
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -207,14 +210,16 @@ def _stop_within(
     finished = done.wait(limit)
     elapsed = time.monotonic() - started
     if not finished:
+        seen = _where(stopper, _server_threads(before))  # before on_hang() wakes anyone
         on_hang()
         stopper.join(limit)
         raise fail_as(
             "hang",
             f"stop() had not returned after {limit:g} s while clients were still connected "
-            "(one of them idle): a thread blocked in recv() or accept() does not notice "
-            "a flag, nor another thread's close(); shutdown() each connection to wake it, "
-            "then join",
+            f"(one of them idle).{seen}\n\nA thread blocked in recv() or accept() does not "
+            "notice a flag, nor another thread's close(): only shutdown() of its socket wakes "
+            "it (or a selector that also watches a wake-up socket). Wake every thread before "
+            "you join it.",
         )
     stopper.join()
     if errors:
@@ -246,6 +251,84 @@ def _sees_the_end(sock: socket.socket, within: float = STOP_LIMIT) -> str:
             sock.send(b"?")
         seen = _peek(sock, within)
     return seen
+
+
+@dataclasses.dataclass
+class _Spot:
+    """Where one thread was, in the learner's code: its innermost line there."""
+
+    file: str
+    line: int
+    source: str
+    function: str
+    call: str | None  # the function it waits in, called from that line (join, ...)
+    joining: threading.Thread | None  # the thread it joins, when it waits in join()
+    callers: list[str]  # the learner's functions further out, innermost first
+
+
+def _spot(frame) -> _Spot | None:
+    chain = []
+    while frame is not None:
+        chain.append(frame)
+        frame = frame.f_back
+    chain.reverse()  # outermost first
+    mine = [i for i, f in enumerate(chain) if f.f_globals.get("__name__", "").startswith("kata_")]
+    if not mine:
+        return None
+    inner = chain[mine[-1]]
+    deeper = next(  # the call it waits in, past the plugin's own wrappers
+        (
+            f
+            for f in chain[mine[-1] + 1 :]
+            if not f.f_globals.get("__name__", "").startswith("pytest_katas")
+        ),
+        None,
+    )
+    joining = deeper.f_locals.get("self") if deeper is not None else None
+    return _Spot(
+        file=os.path.relpath(inner.f_code.co_filename),
+        line=inner.f_lineno,
+        source=linecache.getline(inner.f_code.co_filename, inner.f_lineno).split("  #")[0].strip(),
+        function=inner.f_code.co_name,
+        call=deeper.f_code.co_name if deeper is not None else None,
+        joining=joining if isinstance(joining, threading.Thread) else None,
+        callers=[f"{chain[i].f_code.co_name} (line {chain[i].f_lineno})" for i in mine[-2::-1]],
+    )
+
+
+def _where(stopper: threading.Thread, threads: list[threading.Thread]) -> str:
+    """What stop() and the server's threads were doing when stop() was found stuck: the
+    learner's line each one was at (from their live stacks), and whom stop() joins."""
+    frames = sys._current_frames()
+    spots = {t: _spot(frames.get(t.ident)) for t in [stopper, *threads] if t.ident in frames}
+    lines = []
+    for thread, spot in spots.items():
+        if spot is None:
+            continue
+        who = "stop()" if thread is stopper else repr(thread.name)
+        what = f" in {spot.call}()" if spot.call and not spot.call.startswith("_") else ""
+        whom = f" for {spot.joining.name!r}" if spot.joining is not None else ""
+        via = f", reached from {', '.join(spot.callers)}" if spot.callers else ""
+        lines.append(
+            f"  {who} waits{what}{whom} at line {spot.line} (`{spot.source}`) "
+            f"in {spot.function}(){via}"
+        )
+    if not lines:
+        return ""
+    files = {spot.file for spot in spots.values() if spot is not None}
+    text = "\n\nWhere stop() and the server's threads were at that moment:\n" + "\n".join(lines)
+    if files:
+        text += f"\n  (lines of {', '.join(sorted(files))})"
+    joined = spots.get(stopper)
+    target = joined.joining if joined is not None else None
+    inner = spots.get(target) if target is not None else None
+    if inner is not None and "recv(" in inner.source:
+        text += (
+            f"\n\nstop() is joining {target.name!r} while that thread is still in recv() on a "
+            "client connection nobody has shut down yet: anything stop() does after this "
+            "join() has not happened."
+        )
+    return text
 
 
 def _server_threads(before: set[threading.Thread]) -> list[threading.Thread]:
