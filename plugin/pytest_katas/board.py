@@ -6,25 +6,96 @@ import textwrap
 
 import pytest
 
+from pytest_katas import catalog, messages, settings
+from pytest_katas.commands import katas_command
 from pytest_katas.grading import Gradebook, KataGrade
+from pytest_katas.messages import _
+from pytest_katas.verdict import Kind
 
-__all__ = ["pytest_kata_board"]
+__all__ = ["pytest_configure", "pytest_kata_board"]
+
+_TITLE_WIDTH = 44
 
 
-def _failing_lines(grade: KataGrade, limit: int | None) -> list[str]:
+def pytest_configure(config: pytest.Config) -> None:
+    """The run's language, chosen as soon as the plugin's settings are checked (this module
+    is registered then), before any test runs or any process starts."""
+    messages.choose(config)
+
+
+def _failing_lines(
+    grade: KataGrade, limit: int | None, learners: bool, shown: set[Kind]
+) -> list[str]:
     lines = []
     for task in grade.kata.tasks:
         if grade.task_done(task):
             continue
         failing = grade.failing(task)
         if failing is None:
-            why = "not run"
+            why = _("not run")
+        elif failing.kind is not None:
+            why = failing.kind.name
+            shown.add(failing.kind)
         else:
-            why = failing.kind.name if failing.kind is not None else failing.status.upper()
-        hint = f"pytest katas/{grade.kata.name} --kata-hint={task.id}"
-        title = textwrap.shorten(task.title, 44, placeholder="...")
-        lines.append(f"    task {task.id} {title:<44} {why:<8} hint: {hint}")
+            why = failing.status.upper()
+        title = _shorten(_(task.title), _TITLE_WIDTH)
+        task_id = _("task {id}").format(id=task.id)
+        line = f"    {task_id} {_pad(title, _TITLE_WIDTH)} {_pad(why, 8)}"
+        if learners:  # the reference needs no hints: they are for the learner's own code
+            hint = katas_command("hint", grade.kata.name, str(task.id))
+            line += " " + _("hint: {command}").format(command=hint)
+        lines.append(line.rstrip())
     return lines if limit is None else lines[:limit]
+
+
+def _width(text: str) -> int:
+    """Columns ``text`` takes in a terminal: a CJK character takes two."""
+    return sum(2 if "\u2e80" <= ch <= "\u9fff" or "\uff00" <= ch <= "\uffef" else 1 for ch in text)
+
+
+def _shorten(text: str, width: int) -> str:
+    """``text`` cut to ``width`` columns, ending in "..." when cut."""
+    if _width(text) == len(text):  # no wide characters: cut at a word, as English reads
+        return textwrap.shorten(text, width, placeholder="...")
+    if _width(text) <= width:
+        return text
+    while _width(text) + 3 > width:
+        text = text[:-1]
+    return text + "..."
+
+
+def _pad(text: str, width: int) -> str:
+    return text + " " * max(width - _width(text), 0)
+
+
+def _points(score: int | float, max_score: int | float) -> str:
+    return _("{score}/{total} points").format(score=f"{score:>3}", total=max_score)
+
+
+def _learners(config: pytest.Config, gradebook: Gradebook) -> bool:
+    """Whether this run tested the learner's own files (``--kata-target=katas``, or a path
+    that leads to them), not the reference solutions or another folder."""
+    target = str(settings.resolve(config, "kata_target"))
+    if target == "katas":
+        return True
+    for grade in gradebook.ordered():
+        if grade.kata.problem is not None:
+            continue  # a broken kata has no target to compare
+        try:
+            if catalog.resolve_target(grade.kata, target) != grade.kata.stub.resolve():
+                return False
+        except catalog.KataError:
+            return False
+    return True
+
+
+def _heading(config: pytest.Config, learners: bool) -> str:
+    if learners:
+        return _("kata board")
+    target = str(settings.resolve(config, "kata_target"))
+    if target == "solutions":
+        return _("kata board: reference solutions (not your progress)")
+    return _("kata board: {target} (not your progress)").format(target=target)
 
 
 @pytest.hookimpl(trylast=True)
@@ -34,26 +105,34 @@ def pytest_kata_board(
     katas = gradebook.ordered()
     if not katas:
         return
-    terminal.write_sep("=", "kata board")
+    learners = _learners(config, gradebook)
+    heading = _heading(config, learners)
+    wide = _width(heading) - len(heading)  # pytest counts characters, not columns
+    fullwidth = config.get_terminal_writer().fullwidth - wide if wide else None
+    terminal.write_sep("=", heading, fullwidth=fullwidth)
     one = len(katas) == 1
+    shown: set[Kind] = set()
     for grade in katas:
         done = sum(grade.task_done(t) for t in grade.kata.tasks)
         finished = done == len(grade.kata.tasks) and not grade.blocked
-        mark = "done" if finished else "    "
-        terminal.write_line(
-            f"{mark} {grade.kata.name:<12} {done}/{len(grade.kata.tasks)} tasks  "
-            f"{grade.score:>3}/{grade.max_score} points"
-        )
+        # "done" is the learner's progress; the reference only passes or fails its tests
+        mark = (_("done") if learners else _("pass")) if finished else ""
+        tasks = _("{done}/{total} tasks").format(done=done, total=len(grade.kata.tasks))
+        points = _points(grade.score, grade.max_score)
+        terminal.write_line(f"{_pad(mark, 4)} {grade.kata.name:<12} {tasks}  {points}")
         if grade.blocked:  # broken or tampered with: it scores 0 whatever its tests did
-            terminal.write_line(f"     scores 0: {grade.blocked[0]}", red=True)
+            reason = _("scores 0: {reason}").format(reason=grade.blocked[0])
+            terminal.write_line(f"     {reason}", red=True)
             continue
-        for line in _failing_lines(grade, None if one else 1):
+        for line in _failing_lines(grade, None if one else 1, learners, shown):
             terminal.write_line(line)
     if not one:
-        terminal.write_line(
-            f"     {'total':<12} {'':>9}  {gradebook.score:>3}/{gradebook.max_score} points"
-        )
+        points = _points(gradebook.score, gradebook.max_score)
+        total = _pad(_("total"), 12)
+        terminal.write_line(f"     {total} {'':>9}  {points}")
+    for kind in sorted(shown, key=lambda k: list(Kind).index(k)):  # what each class means
+        terminal.write_line(f"     {kind.name}: {kind.explanation()}")
     for problem in gradebook.tampered:
         terminal.write_line(f"TAMPERED: {problem}", red=True)
     for problem in gradebook.problems:
-        terminal.write_line(f"PROBLEM: {problem}", red=True)
+        terminal.write_line(_("PROBLEM: {problem}").format(problem=problem), red=True)

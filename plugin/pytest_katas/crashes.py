@@ -14,6 +14,7 @@ from typing import Final, final
 
 from pytest_katas import channel, procs
 from pytest_katas.history import History
+from pytest_katas.messages import _
 from pytest_katas.verdict import Kind, Outcome
 
 __all__ = ["Children", "explain_children"]
@@ -58,7 +59,7 @@ class Children:
 def _in_recv(raised: channel.Raised) -> bool:
     return any(
         file.endswith(f"multiprocessing{os.sep}connection.py") and function == "recv"
-        for file, _, function in raised.frames
+        for file, _line, function in raised.frames
     )
 
 
@@ -67,7 +68,7 @@ def _cause(raised: channel.Raised, pid: int, history: History | None) -> str:
     if not _in_recv(raised):
         return ""
     if raised.exc_type == "EOFError" and "Ran out of input" not in raised.message:
-        return (
+        return _(
             " recv() raises EOFError once every copy of the pipe's write end is closed and "
             "the pipe is empty: this reader ran out before a sentinel came for it. Is there "
             "one sentinel per reader?"
@@ -81,12 +82,12 @@ def _cause(raised: channel.Raised, pid: int, history: History | None) -> str:
             {history.label(e.pid) for e in history.of(("recv",)) if e.obj in mine and e.pid != pid}
         )
     if others:
-        return (
-            f" recv() got bytes that were not one whole message: {', '.join(others)} read the "
-            "same pipe end too, and two readers inside recv() at once each take part of "
-            "the other's message."
-        )
-    return " recv() got bytes that were not one whole message: was the message torn?"
+        return _(
+            " recv() got bytes that were not one whole message: {others} read the same pipe "
+            "end too, and two readers inside recv() at once each take part of the other's "
+            "message."
+        ).format(others=_(", ").join(others))
+    return _(" recv() got bytes that were not one whole message: was the message torn?")
 
 
 def _traceback(raised: channel.Raised, relpath: Callable[[str], str], files: set[str]) -> str:
@@ -147,9 +148,11 @@ def _raised_where(raised: channel.Raised, relpath: Callable[[str], str], files: 
     mine = [f for f in raised.frames if f[0] in files]
     if not mine:
         return ""
-    file, line, _ = mine[-1]
+    file, line, _function = mine[-1]
     source = linecache.getline(file, line).strip()
-    return f" at {relpath(file)}:{line}" + (f" (`{source}`)" if source else "")
+    return _(" at {where}").format(where=f"{relpath(file)}:{line}") + (
+        f" (`{source}`)" if source else ""
+    )
 
 
 def explain_children(
@@ -165,12 +168,21 @@ def explain_children(
     alike: dict[tuple[str, str], list[str]] = {}  # (exception, traceback) -> the others
     for pid, code in children.exits.items():
         info = children.registry[pid]
-        label = f"child process {info.name!r} (pid {pid}, target {info.target}"
-        label += f" at {relpath(info.where)})" if info.where else ")"
+        if info.where:
+            label = _("child process {name} (pid {pid}, target {target} at {where})")
+        else:
+            label = _("child process {name} (pid {pid}, target {target})")
+        label = label.format(
+            name=repr(info.name),
+            pid=pid,
+            target=info.target,
+            where=relpath(info.where) if info.where else "",
+        )
         raised = children.raised.get(pid)
         if raised is not None:
             what = f"{raised.exc_type}: {raised.message}" if raised.message else raised.exc_type
-            headline = f"{label} raised {what}{_raised_where(raised, relpath, files)}"
+            headline = _("{label} raised {what}").format(label=label, what=what)
+            headline += _raised_where(raised, relpath, files)
             cause = _cause(raised, pid, history)
             headline += f".{cause}" if cause else ""
             crashed.append(headline)
@@ -180,16 +192,27 @@ def explain_children(
                 alike[key].append(info.name)
                 continue
             alike[key] = []
-            notes.append(f"{label} raised {what}:\n{shown}")
+            notes.append(_("{label} raised {what}:").format(label=label, what=what) + f"\n{shown}")
         elif code not in (None, 0) and pid not in children.on_purpose:
             notes.append(f"{label} {procs.describe_exit(code)}")
             crashed.append(notes[-1])
-    for (exc_type, _), others in alike.items():
+    for (exc_type, _shown), others in alike.items():
         if others:
-            notes.append(f"{', '.join(others)} raised {exc_type} at the same place too")
+            notes.append(
+                _("{others} raised {exc_type} at the same place too").format(
+                    others=_(", ").join(others), exc_type=exc_type
+                )
+            )
     tasks = Counter(_pool_failure(text, relpath, files) for text in children.pool_failures)
     notes.extend(
-        f"a task raised in a Pool worker{f' ({n} tasks alike)' if n > 1 else ''}:\n{text}"
+        (
+            (
+                _("a task raised in a Pool worker ({count} tasks alike):")
+                if n > 1
+                else _("a task raised in a Pool worker:")
+            ).format(count=n)
+            + f"\n{text}"
+        )
         for text, n in tasks.items()
     )
     if outcome.status != "failed" or not notes:

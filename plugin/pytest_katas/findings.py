@@ -10,6 +10,7 @@ from typing import Final, final
 from pytest_katas import races, tables, trace, waits
 from pytest_katas.channel import RunDir
 from pytest_katas.history import Event, History, Site
+from pytest_katas.messages import N_, _
 from pytest_katas.verdict import Kind, Outcome
 
 __all__ = ["Finding", "apply", "audit", "deadlock_finding", "race_finding"]
@@ -30,16 +31,23 @@ def _lock_namer(history: History) -> Callable[[str], str]:
     def name(lock: str) -> str:
         kind, made = history.locks.get(lock, ("lock", None))
         if lock.startswith("m"):
-            return "the Manager lock"
-        return f"the {kind} of line {made.line}" if made is not None else f"a {kind}"
+            return _("the Manager lock")
+        if made is not None:
+            return _("the {kind} of line {line}").format(kind=kind, line=made.line)
+        return _("a {kind}").format(kind=kind)
 
     return name
 
 
 def _held(history: History, side: races.Access) -> str:
     if not side.locks:
-        return "no lock"
-    return " and ".join(sorted({_lock_namer(history)(lock) for lock in side.locks}))
+        return _("no lock")
+    return _and(sorted({_lock_namer(history)(lock) for lock in side.locks}))
+
+
+def _and(names: list[str]) -> str:
+    """``a and b and c``, in the learner's language."""
+    return _(" and ").join(names)
 
 
 def _who_held(
@@ -52,19 +60,27 @@ def _who_held(
         name = _lock_namer(history)
         both = side.at_read & side.at_write
         if both:
-            held = " and ".join(sorted({name(lock) for lock in both}))
-            return f"{who} held {held} at its read and again at its write, but let go in between"
+            held = _and(sorted({name(lock) for lock in both}))
+            return _(
+                "{who} held {held} at its read and again at its write, but let go in between"
+            ).format(who=who, held=held)
         if side.at_read:
-            held = " and ".join(sorted({name(lock) for lock in side.at_read}))
-            return f"{who} held {held} when it read, but no longer when it wrote"
-        held = " and ".join(sorted({name(lock) for lock in side.at_write}))
-        return f"{who} held {held} when it wrote, but not when it read"
+            held = _and(sorted({name(lock) for lock in side.at_read}))
+            return _("{who} held {held} when it read, but no longer when it wrote").format(
+                who=who, held=held
+            )
+        held = _and(sorted({name(lock) for lock in side.at_write}))
+        return _("{who} held {held} when it wrote, but not when it read").format(who=who, held=held)
     if not first.locks and not second.locks:
-        return f"neither held a lock {span}"
+        return _("neither held a lock {span}").format(span=span)
     mine, theirs = _held(history, first), _held(history, second)
     if mine == theirs:  # the same line made both: a lock made per call or per process
-        return f"each held {mine} {span}, but not the same one: each had a lock of its own"
-    return f"{a} held {mine} and {b} held {theirs} {span}"
+        return _(
+            "each held {lock} {span}, but not the same one: each had a lock of its own"
+        ).format(lock=mine, span=span)
+    return _("{a} held {mine} and {b} held {theirs} {span}").format(
+        a=a, mine=mine, b=b, theirs=theirs, span=span
+    )
 
 
 def race_finding(history: History, race: races.Race, relpath: Callable[[str], str]) -> Finding:
@@ -72,51 +88,58 @@ def race_finding(history: History, race: races.Race, relpath: Callable[[str], st
     a = history.actor(*first.write.actor).label
     b = history.actor(*second.write.actor).label
     where = second.write.site
-    line = f" (line {where.line})" if where is not None else ""
+    line = _(" (line {line})").format(line=where.line) if where is not None else ""
     table = tables.interleaving(history, race.events, relpath, _lock_namer(history))
-    spans = {"recv": "around recv()", "send": "around send()"}
-    held = _who_held(history, a, first, b, second, spans.get(race.kind, "across the whole update"))
+    spans = {"recv": _("around recv()"), "send": _("around send()")}
+    span = spans.get(race.kind, _("across the whole update"))
+    held = _who_held(history, a, first, b, second, span)
     if race.kind == "recv":
         pipe = history.end_pipe.get(race.location)
-        made = f" (the pipe made at line {pipe.made_at.line})" if pipe and pipe.made_at else ""
-        message = (
-            f"{a} and {b} both call recv() on the same pipe end{made} with no lock held by "
-            "both: two readers inside recv() at once take parts of each other's messages"
+        made = (
+            _(" (the pipe made at line {line})").format(line=pipe.made_at.line)
+            if pipe and pipe.made_at
+            else ""
         )
-        fix = "Take the shared Lock around every recv() on that end, so one reader at a time "
-        fix += "reads a whole message."
+        message = _(
+            "{a} and {b} both call recv() on the same pipe end{made} with no lock held by "
+            "both: two readers inside recv() at once take parts of each other's messages"
+        ).format(a=a, b=b, made=made)
+        fix = _(
+            "Take the shared Lock around every recv() on that end, so one reader at a time "
+            "reads a whole message."
+        )
     elif race.kind == "send":
         size = max(e.extra for e in race.events if isinstance(e.extra, int))
-        message = (
-            f"{a} and {b} both call send() on the same pipe end with no lock held by both, "
-            f"and a message of {size:,} bytes is more than a pipe writes in one piece "
-            f"({races.PIPE_BUF} bytes): their bytes can interleave"
-        )
-        fix = "Take one shared Lock around every send() on that end."
+        message = _(
+            "{a} and {b} both call send() on the same pipe end with no lock held by both, "
+            "and a message of {size:,} bytes is more than a pipe writes in one piece "
+            "({pipe_buf} bytes): their bytes can interleave"
+        ).format(a=a, b=b, size=size, pipe_buf=races.PIPE_BUF)
+        fix = _("Take one shared Lock around every send() on that end.")
     else:
         name = tables.location_name(second.write)
-        message = (
-            f"{a} and {b} both change {name}{line} with no one lock held by both from the "
+        message = _(
+            "{a} and {b} both change {name}{line} with no one lock held by both from the "
             "read to the write: the other's write can land in between, and an update is lost"
-        )
+        ).format(a=a, b=b, name=name, line=line)
         if race.happened:
-            message += " (it happened in this run)"
+            message += _(" (it happened in this run)")
         else:
-            table = (
-                f"In this run the two did not overlap:\n{table}\nbut nothing stops {b}'s "
-                f"write from landing between {a}'s read and its write, and then one of the "
+            table = _(
+                "In this run the two did not overlap:\n{table}\nbut nothing stops {b}'s "
+                "write from landing between {a}'s read and its write, and then one of the "
                 "two updates is lost."
-            )
-        fix = (
+            ).format(table=table, a=a, b=b)
+        fix = _(
             "Hold ONE lock, shared by every thread and process that changes it, from the read "
             "to the write: a lock made per call or per process, or released in between, "
             "protects nothing."
         )
-    details = (
-        f"{table}\n\nNothing orders the two: {held}, and neither "
-        f"waited for the other (no join, event, barrier, queue or pipe message between "
-        f"them). {fix}"
-    )
+    details = _(
+        "{table}\n\nNothing orders the two: {held}, and neither "
+        "waited for the other (no join, event, barrier, queue or pipe message between "
+        "them). {fix}"
+    ).format(table=table, held=held, fix=fix)
     return Finding(Kind.RACE, message, details)
 
 
@@ -128,9 +151,11 @@ def audit(rundir: RunDir, files: tuple[str, ...], relpath: Callable[[str], str])
         who = ", ".join(history.label(pid) for pid in history.capped)
         return Finding(
             Kind.CAP,
-            f"{who} made more than {trace.EVENT_CAP:,} observed calls in one test, so its "
-            "trace stopped there",
-            "Is a loop sending, locking or reading far more often than the task needs?",
+            _(
+                "{who} made more than {cap:,} observed calls in one test, so its trace "
+                "stopped there"
+            ).format(who=who, cap=trace.EVENT_CAP),
+            _("Is a loop sending, locking or reading far more often than the task needs?"),
         )
     found = races.find_races(history, limit=1)
     if found:
@@ -155,15 +180,19 @@ def short_send(history: History) -> Finding | None:
     event = min(pending.values(), key=lambda e: e.order)
     asked, sent = event.extra
     who = history.actor(*event.actor).label
-    at = f" at line {event.site.line}" if event.site is not None else ""
+    at = _(" at line {line}").format(line=event.site.line) if event.site is not None else ""
     source = f" (`{event.site.source()}`)" if event.site is not None else ""
     return Finding(
         Kind.LOST,
-        f"{who} treated a short send() as done: send(){at}{source} sent {sent:,} of "
-        f"{asked:,} bytes, and the other {asked - sent:,} were never sent",
-        "send() may send only part of what it is given, and returns how much it sent (the "
-        "tests make that happen on purpose, as a busy network does). Loop until every byte "
-        "is sent, or call sendall(), which does that loop for you.",
+        _(
+            "{who} treated a short send() as done: send(){at}{source} sent {sent:,} of "
+            "{asked:,} bytes, and the other {rest:,} were never sent"
+        ).format(who=who, at=at, source=source, sent=sent, asked=asked, rest=asked - sent),
+        _(
+            "send() may send only part of what it is given, and returns how much it sent (the "
+            "tests make that happen on purpose, as a busy network does). Loop until every byte "
+            "is sent, or call sendall(), which does that loop for you."
+        ),
     )
 
 
@@ -175,13 +204,15 @@ def apply(outcome: Outcome, finding: Finding) -> None:
     elif outcome.kind in _NOT_A_SYMPTOM:
         return
     elif finding.kind == Kind.CAP:  # the trace stopped short: the test's own verdict stands
-        outcome.details = f"{outcome.details}\n\nAlso: {finding.message}".strip("\n")
+        also = _("Also: {message}").format(message=finding.message)
+        outcome.details = f"{outcome.details}\n\n{also}".strip("\n")
         return
     else:
         # The symptom only: the test's own guess at the cause is superseded by the finding.
         symptom = outcome.message.split(": ", 1)[0]
         seen = f"{outcome.kind.name}: {symptom}" if outcome.kind else symptom
-        details = f"{finding.details}\n\nWhat the test saw: {seen}"
+        saw = _("What the test saw: {what}").format(what=seen)
+        details = f"{finding.details}\n\n{saw}"
         finding = dataclasses.replace(finding, details=details)
     outcome.kind, outcome.message, outcome.details = finding.kind, finding.message, finding.details
     outcome.seed = None
@@ -226,16 +257,26 @@ def _lock_cycle(history: History, dead: waits.Deadlock) -> str | None:
             wait = waiting[me].site
             took = holds[other][1]
             parts.append(
-                f"{history.actor(*me).label} waits at "
-                f"{'line ' + str(wait.line) if wait else 'a lock'} for the lock "
-                f"{history.actor(*other).label} took at "
-                f"{'line ' + str(took.line) if took else 'some point'}"
+                _("{me} waits at {where} for the lock {other} took at {when}").format(
+                    me=history.actor(*me).label,
+                    where=_("line {line}").format(line=wait.line) if wait else _("a lock"),
+                    other=history.actor(*other).label,
+                    when=_("line {line}").format(line=took.line) if took else _("some point"),
+                )
             )
-        return (
-            "; ".join(parts) + ": each holds what the other needs, a deadlock. Take locks in "
-            "one fixed order everywhere, with `with`"
-        )
+        return _(
+            "{cycle}: each holds what the other needs, a deadlock. Take locks in one fixed "
+            "order everywhere, with `with`"
+        ).format(cycle=_("; ").join(parts))
     return None
+
+
+# How a process came to hold a pipe end: (with no line known, with its line).
+_HOW: Final = {
+    "made": (N_("made it"), N_("made it at line {line}")),
+    "inherited": (N_("inherited it"), N_("inherited it at line {line}")),
+    "received": (N_("received it"), N_("received it at line {line}")),
+}
 
 
 def _copy_of(history: History, end: str, pid: int) -> str:
@@ -243,14 +284,17 @@ def _copy_of(history: History, end: str, pid: int) -> str:
     for copy in history.copies.get(end, []):
         if copy.pid != pid:
             continue
-        line = f" at line {copy.at.line}" if copy.at is not None else ""
         proc = history.processes.get(pid)
         if copy.how == "inherited" and proc is not None and proc.started_at is not None:
-            line = f" when it was started at line {proc.started_at.line}"
-        if copy.how == "made":
-            return f"made it{line}"
+            started = _("inherited it when it was started at line {line}")
+            return started.format(line=proc.started_at.line)
+        if copy.how in _HOW and copy.at is not None:
+            return _(_HOW[copy.how][1]).format(line=copy.at.line)
+        if copy.how in _HOW:
+            return _(_HOW[copy.how][0])
+        line = f" at line {copy.at.line}" if copy.at is not None else ""
         return f"{copy.how} it{line}"
-    return "holds it"
+    return _("holds it")
 
 
 def _write_end(history: History, end: str) -> str:
@@ -258,6 +302,42 @@ def _write_end(history: History, end: str) -> str:
         return end[:-1] + "w"
     pipe = history.end_pipe.get(end)
     return pipe.peer(end) if pipe is not None else end
+
+
+# What a pickled copy of a plain value looks like in the trace (wrapping.small); anything else
+# shown as ``<type>`` is an object of its own, the usual shape of a sentinel.
+_DATA_TYPES: Final = frozenset(
+    {"str", "bytes", "bytearray", "list", "tuple", "dict", "set", "frozenset", "complex"}
+)
+
+
+def _missed_sentinels(history: History, dead: waits.Deadlock) -> str:
+    """What the trace shows when a reader kept reading past objects that look like sentinels:
+    each arrives as a pickled copy, so a test with ``is`` never matches it. Said as what was
+    seen, since the objects might be items after all."""
+    for waiter in dead.waiters:
+        if waiter.op != "recv":
+            continue
+        got = [
+            e
+            for e in history.events
+            if e.op == "got" and e.pid == waiter.pid and e.obj == waiter.obj
+            if isinstance(e.extra, str) and e.extra.startswith("<") and e.extra.endswith(">")
+            if e.extra[1:-1] not in _DATA_TYPES
+        ]
+        if got:
+            return _(
+                ". {who} had already received {count} object(s) of type {kind} on that pipe "
+                "(the last at line {line}) and read on: if they were meant as sentinels, note that "
+                "every item arrives as a pickled copy, so `item is SENTINEL` is never true; "
+                "check with isinstance() instead"
+            ).format(
+                who=history.actor(waiter.pid, history.thread_of(waiter.pid, waiter.ident)).label,
+                count=len(got),
+                kind=got[-1].extra[1:-1],
+                line=got[-1].site.line if got[-1].site is not None else "?",
+            )
+    return ""
 
 
 def deadlock_finding(
@@ -274,54 +354,76 @@ def deadlock_finding(
             end = _write_end(history, waiter.obj)
             holders = dead.holders[waiter.obj]
             names = [
-                f"{history.label(pid)}{' itself' if pid == waiter.pid else ''} "
-                f"({_copy_of(history, end, pid)})"
+                (_("{who} itself ({how})") if pid == waiter.pid else _("{who} ({how})")).format(
+                    who=history.label(pid), how=_copy_of(history, end, pid)
+                )
                 for pid in holders
             ]
-            reason = f"the write end is still open in {', '.join(names)}"
+            reason = _("the write end is still open in {holders}").format(
+                holders=_(", ").join(names)
+            )
             others = [n for pid, n in zip(holders, names, strict=True) if pid != waiter.pid]
-            also = f", and in {', '.join(others)}, which wait too" if others else ""
+            also = (
+                _(", and in {others}, which wait too").format(others=_(", ").join(others))
+                if others
+                else ""
+            )
             if waiter.pid in holders:
                 causes.insert(
                     0,
-                    f"{label[waiter]} waits forever in {wait}: the pipe's write end is still "
-                    f"open in {label[waiter]} itself ({_copy_of(history, end, waiter.pid)}, "
-                    f"never closed){also}, so end of file never comes and nobody is left to "
-                    "send",
+                    _(
+                        "{who} waits forever in {wait}: the pipe's write end is still open in "
+                        "{who} itself ({how}, never closed){also}, so end of file never comes "
+                        "and nobody is left to send"
+                    ).format(
+                        who=label[waiter],
+                        wait=wait,
+                        how=_copy_of(history, end, waiter.pid),
+                        also=also,
+                    ),
                 )
             elif holders:
                 causes.append(
-                    f"{label[waiter]} waits forever in {wait}: nobody left can send on that "
-                    f"pipe, and its write end stays open in {', '.join(names)}, which wait too"
+                    _(
+                        "{who} waits forever in {wait}: nobody left can send on that pipe, and "
+                        "its write end stays open in {holders}, which wait too"
+                    ).format(who=label[waiter], wait=wait, holders=_(", ").join(names))
                 )
         elif waiter.op == "acquire":
             holder = _lock_holder(history, waiter.obj)
             if holder is not None:
                 (pid, tid), took = holder
                 who = history.actor(pid, tid).label
-                at = f" (taken at line {took.line})" if took is not None else ""
-                reason = f"the lock is held by {who}{at}"
+                at = _(" (taken at line {line})").format(line=took.line) if took is not None else ""
+                reason = _("the lock is held by {who}{at}").format(who=who, at=at)
                 if not any(
                     w.pid == pid and history.thread_of(w.pid, w.ident) == tid for w in dead.waiters
                 ):
-                    reason += ", which has ended without releasing it"
-        lines.append(f"  {label[waiter]} waits in {wait}" + (f": {reason}" if reason else ""))
+                    reason += _(", which has ended without releasing it")
+        waits_in = _("{who} waits in {wait}").format(who=label[waiter], wait=wait)
+        lines.append(f"  {waits_in}" + (_(": {reason}").format(reason=reason) if reason else ""))
     cycle = _lock_cycle(history, dead)
     if cycle and not causes:
         causes.append(cycle)
+    causes = [cause + _missed_sentinels(history, dead) for cause in causes[:1]] + causes[1:]
     first = dead.waiters[0]
     headline = (
         causes[0]
         if causes
-        else (
-            f"every process of the test waits and none can go on: {label[first]} waits in "
-            f"{waits.describe_wait(first, relpath)}"
+        else _("every process of the test waits and none can go on: {who} waits in {wait}").format(
+            who=label[first], wait=waits.describe_wait(first, relpath)
         )
     )
     details = (
-        f"Who waits for what ({dead.quiet:g} s after the last one stopped):\n"
+        _("Who waits for what ({seconds:g} s after the last one stopped):").format(
+            seconds=dead.quiet
+        )
+        + "\n"
         + "\n".join(lines)
-        + "\n\nNothing left running can wake any of them, so the test was stopped at once "
-        "instead of at its deadline."
+        + "\n\n"
+        + _(
+            "Nothing left running can wake any of them, so the test was stopped at once "
+            "instead of at its deadline."
+        )
     )
     return Finding(Kind.HANG, headline, details)

@@ -302,7 +302,10 @@ class Gradebook:
 
 def _message(report: pytest.TestReport) -> str:
     """What went wrong, the same with or without xdist (whose reports start with a line
-    naming the worker: ``[gw0] linux -- Python 3.12.1 /usr/bin/python3``)."""
+    naming the worker: ``[gw0] linux -- Python 3.12.1 /usr/bin/python3``); for a skipped
+    test, the reason (a test not run after another hung says why)."""
+    if report.skipped and isinstance(report.longrepr, tuple):
+        return str(report.longrepr[2]).removeprefix("Skipped: ")
     lines = report.longreprtext.strip().splitlines()
     if hasattr(report, "node") and lines and lines[0].startswith("[") and " -- Python " in lines[0]:
         lines = lines[1:]

@@ -14,8 +14,9 @@ from typing import final
 import psutil
 
 from pytest_katas.channel import REGISTERED, RunDir
+from pytest_katas.messages import _
 
-__all__ = ["Baseline", "Leak", "find_leaks", "infrastructure_pids"]
+__all__ = ["Baseline", "Leak", "find_leaks", "infrastructure_pids", "summary"]
 
 _INFRA_DIRS = (f"{os.sep}multiprocessing{os.sep}", f"{os.sep}concurrent{os.sep}")
 
@@ -156,19 +157,47 @@ def find_leaks(
         time.sleep(0.02)
     names = {}
     for pid, info in (rundir.read(REGISTERED) if rundir is not None and procs else {}).items():
-        where = f" at {relpath(info.where)}" if info.where else ""
-        names[pid] = f"{info.name} (pid {pid}, target {info.target}{where})"
+        if info.where:
+            names[pid] = _("{name} (pid {pid}, target {target} at {where})").format(
+                name=info.name, pid=pid, target=info.target, where=relpath(info.where)
+            )
+        else:
+            names[pid] = _("{name} (pid {pid}, target {target})").format(
+                name=info.name, pid=pid, target=info.target
+            )
     leaks = [
-        Leak("process", f"process {names.get(p.pid, f'pid {p.pid}')} is still running")
+        Leak(
+            "process",
+            _("process {name} is still running").format(name=names.get(p.pid, f"pid {p.pid}")),
+        )
         for p in procs
     ]
     for thread in threads:
         site = getattr(thread, "_kata_site", None)
-        where = f", started at {relpath(site)}" if site else ""
-        leaks.append(Leak("thread", f"thread {thread.name!r} is still running{where}"))
+        if site:
+            text = _("thread {name} is still running, started at {where}").format(
+                name=repr(thread.name), where=relpath(site)
+            )
+        else:
+            text = _("thread {name} is still running").format(name=repr(thread.name))
+        leaks.append(Leak("thread", text))
     sockets = _socket_names()
     for fd, target in fds:
-        kind = "socket" if target.startswith("socket:") else "pipe end"
         detail = sockets.get(fd, target)
-        leaks.append(Leak("descriptor", f"{kind} (fd {fd}, {detail}) is still open"))
+        if target.startswith("socket:"):
+            text = _("socket (fd {fd}, {detail}) is still open")
+        else:
+            text = _("pipe end (fd {fd}, {detail}) is still open")
+        leaks.append(Leak("descriptor", text.format(fd=fd, detail=detail)))
     return leaks
+
+
+def summary(found: list[Leak]) -> tuple[str, str]:
+    """The LEAK headline and its details, for what a test left behind."""
+    lines = "\n".join(f"  - {leak.description}" for leak in found)
+    message = _("the code left {count} thing(s) running or open").format(count=len(found))
+    details = _(
+        "left behind after the test returned:\n{lines}\n\nJoin every process and thread "
+        "you start, and close every pipe and socket you open (a `with` block does both)."
+    ).format(lines=lines)
+    return message, details

@@ -15,9 +15,10 @@ from typing import Any, final
 
 from pytest_katas import boot, integrity
 from pytest_katas.catalog import Kata
+from pytest_katas.messages import _, language
 from pytest_katas.verdict import fail_as
 
-__all__ = ["KataTarget", "TargetImportError", "describe_not_implemented"]
+__all__ = ["KataTarget", "TargetImportError", "describe_not_implemented", "lesson"]
 
 
 class TargetImportError(Exception):
@@ -27,22 +28,26 @@ class TargetImportError(Exception):
 def _import_error_message(kata: Kata, path: Path, exc: BaseException) -> str:
     shown = kata.relpath(path)
     if isinstance(exc, SyntaxError) and exc.filename == str(path):
-        where = f"{shown}, line {exc.lineno}"
+        where = _("{file}, line {line}").format(file=shown, line=exc.lineno)
         code = (exc.text or "").rstrip("\n")
         pointer = f"\n    {code}\n    {' ' * max((exc.offset or 1) - 1, 0)}^" if code else ""
-        return (
-            f"{where}: {type(exc).__name__}: {exc.msg}{pointer}\n"
-            f"Python cannot read {shown}, so none of the {kata.name} tests can run. "
-            "Fix that line, then run the tests again."
-        )
+        return f"{where}: {type(exc).__name__}: {exc.msg}{pointer}\n" + _(
+            "Python cannot read {file}, so none of the {kata} tests can run. Fix that line, "
+            "then run the tests again."
+        ).format(file=shown, kata=kata.name)
     line = None
     for frame in traceback.extract_tb(exc.__traceback__):
         if frame.filename == str(path):
             line = frame.lineno
-    where = f"{shown}, line {line}" if line else shown
+    where = _("{file}, line {line}").format(file=shown, line=line) if line else shown
     return (
-        f"{where}: importing it raised {type(exc).__name__}: {exc}\n"
-        f"The {kata.name} tests import {shown} first; fix the error above, then run them again."
+        _("{where}: importing it raised {exception}: {message}").format(
+            where=where, exception=type(exc).__name__, message=exc
+        )
+        + "\n"
+        + _(
+            "The {kata} tests import {file} first; fix the error above, then run them again."
+        ).format(kata=kata.name, file=shown)
     )
 
 
@@ -101,9 +106,16 @@ class KataTarget:
             value = getattr(module, attribute)
         except AttributeError:
             raise AttributeError(
-                f"{self._kata.relpath(self._path)} has no {attribute!r}: the {self._kata.name} "
-                f"kata expects it to define {attribute} "
-                f"(see {self._kata.relpath(self._kata.lesson)})"
+                _(
+                    "{file} has no {name}: the {kata} kata expects it to define {attribute} "
+                    "(see {lesson})"
+                ).format(
+                    file=self._kata.relpath(self._path),
+                    name=repr(attribute),
+                    kata=self._kata.name,
+                    attribute=attribute,
+                    lesson=self._kata.relpath(lesson(self._kata)),
+                )
             ) from None
         if isinstance(value, types.FunctionType) and value.__module__ == module.__name__:
             return _plain_results(value)
@@ -142,5 +154,17 @@ def describe_not_implemented(
     if function is None:
         return None
     task = kata.task_of(test_name)
-    where = f"{kata.relpath(kata.lesson)}, task {task.id}" if task else kata.relpath(kata.lesson)
-    return f"{kata.name}.{function} is not implemented yet: see {where}"
+    shown = kata.relpath(lesson(kata))
+    where = _("{lesson}, task {id}").format(lesson=shown, id=task.id) if task else shown
+    return _("{function} is not implemented yet: see {where}").format(
+        function=f"{kata.name}.{function}", where=where
+    )
+
+
+def lesson(kata: Kata) -> Path:
+    """The kata's lesson in the learner's language: README.zh-CN.md next to README.md."""
+    if language() != "en":
+        translated = kata.directory / f"README.{language()}.md"
+        if translated.is_file():
+            return translated
+    return kata.lesson

@@ -17,6 +17,7 @@ import pytest
 from pytest_katas import boot, findings, integrity, leaks, stress
 from pytest_katas.channel import RunDir, RunState
 from pytest_katas.loader import KataTarget, TargetImportError, describe_not_implemented
+from pytest_katas.messages import _
 from pytest_katas.verdict import KataFailure, Kind, Outcome
 
 __all__ = ["INSIDE", "SandboxSpec", "run_sandbox"]
@@ -90,21 +91,23 @@ def _classify(item: pytest.Function, spec: SandboxSpec, exc: BaseException) -> O
             return Outcome("failed", Kind.TODO, text)
     details = _short_traceback(exc, spec, item)
     if isinstance(exc, KataFailure):
-        headline, _, rest = str(exc).partition("\n")
+        headline, _sep, rest = str(exc).partition("\n")
         rest = rest.strip("\n")
         outcome = Outcome("failed", exc.kind, headline, rest or details, seed=exc.seed)
         outcome.traced = exc.traced
         return outcome
     if isinstance(exc, AssertionError):
-        headline, _, rest = str(exc).strip().partition("\n")
+        headline, _sep, rest = str(exc).strip().partition("\n")
         explained = "\n".join(rest.splitlines()[:_EXPLANATION_LINES])
-        headline = headline or "an assertion about the result failed"
+        headline = headline or _("an assertion about the result failed")
         return Outcome("failed", Kind.WRONG, headline, f"{explained}\n\n{details}".strip("\n"))
     if isinstance(exc, MemoryError):
-        return Outcome("failed", Kind.CAP, "the code ran out of memory (MemoryError)", details)
+        return Outcome("failed", Kind.CAP, _("the code ran out of memory (MemoryError)"), details)
     where = boot.learner_site(_tb_frames(exc))
-    at = f" at {target.kata.relpath(where)}" if where else ""
-    return Outcome("failed", Kind.CRASH, f"{type(exc).__name__} was raised{at}: {exc}", details)
+    at = _(" at {where}").format(where=target.kata.relpath(where)) if where else ""
+    raised = _("{exception} was raised{at}: {message}")
+    message = raised.format(exception=type(exc).__name__, at=at, message=exc)
+    return Outcome("failed", Kind.CRASH, message, details)
 
 
 def _tb_frames(exc: BaseException) -> traceback.StackSummary:
@@ -130,7 +133,7 @@ def _short_traceback(exc: BaseException, spec: SandboxSpec, item: pytest.Functio
             lines.append(f"  {mark}     {frame.line.strip()}")
     if not isinstance(exc, AssertionError):
         lines.append(f"  {type(exc).__name__}: {exc}".rstrip())
-    return "Where (innermost last):\n" + "\n".join(lines) if frames else ""
+    return _("Where (innermost last):") + "\n" + "\n".join(lines) if frames else ""
 
 
 def _run_test(item: pytest.Function, spec: SandboxSpec) -> Outcome:
@@ -157,13 +160,8 @@ def _add_leaks(outcome: Outcome, found: list[leaks.Leak]) -> None:
     (the test stopped early) and would only blur the failure."""
     if outcome.status != "passed":
         return
-    lines = "\n".join(f"  - {leak.description}" for leak in found)
     outcome.status, outcome.kind = "failed", Kind.LEAK
-    outcome.message = f"the code left {len(found)} thing(s) running or open"
-    outcome.details = (
-        f"left behind after the test returned:\n{lines}\n\nJoin every process and thread "
-        "you start, and close every pipe and socket you open (a `with` block does both)."
-    )
+    outcome.message, outcome.details = leaks.summary(found)
 
 
 def _watched_modules(item: pytest.Function, spec: SandboxSpec) -> list[types.ModuleType]:

@@ -20,6 +20,7 @@ from typing import Any, Final, final
 import pytest
 
 from pytest_katas.catalog import amount_problem, bad_amount, show_value
+from pytest_katas.messages import from_locale, parse_language
 
 __all__ = [
     "SETTINGS",
@@ -137,6 +138,7 @@ class Setting:
     parse: Callable[[str], Any]
     default: Callable[[], Any]
     ini: bool = True
+    flag: bool = False  # the option takes no value: giving it means "on"
 
     @property
     def option(self) -> str:
@@ -254,6 +256,22 @@ SETTINGS: Final = {
             ini=False,
         ),
         Setting(
+            "kata_lang",
+            "the language of hints, the board and failure messages: en or zh-CN (default: "
+            "zh-CN when the locale (LC_ALL, LC_MESSAGES, LANG) is Chinese, else en)",
+            parse_language,
+            from_locale,
+        ),
+        Setting(
+            "kata_keep_going",
+            "run every test of a task even after one of them hung or did not import (by "
+            "default the task's other tests are not run then, so a hang costs one deadline; "
+            "ini and $PYTEST_KATA_KEEP_GOING take on or off)",
+            _on_off,
+            lambda: False,
+            flag=True,
+        ),
+        Setting(
             "kata_max_processes",
             "processes a test may have alive at once before it is stopped (default 200)",
             _Amount("a whole number of processes", "200", whole=True),
@@ -278,7 +296,8 @@ SETTINGS: Final = {
 def add_options(parser: pytest.Parser) -> None:
     group = parser.getgroup("katas", "concurrency katas")
     for setting in SETTINGS.values():
-        group.addoption(setting.option, dest=setting.dest, default=None, help=setting.help)
+        how: dict[str, Any] = {"action": "store_const", "const": "on"} if setting.flag else {}
+        group.addoption(setting.option, dest=setting.dest, default=None, help=setting.help, **how)
         if setting.ini:
             parser.addini(setting.name, setting.help, default=None)
 

@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterable
 from typing import Final, final
 
 from pytest_katas.channel import LEARNER_ROLES
+from pytest_katas.messages import _
 
 __all__ = ["Frame", "ProcessStack", "Thread", "diagnose", "parse_dump", "render"]
 
@@ -173,25 +174,32 @@ def summary(proc: ProcessStack, learner_files: set[str], relpath: Callable[[str]
     """``consumer (pid 4242) blocked in Connection.recv() at katas/pipe/pipe.py:31 ...``"""
     label = f"{proc.name} (pid {proc.pid})"
     if not proc.alive:
-        return f"{label} has exited: {proc.exit_note or 'exit status unknown'}"
+        return _("{label} has exited: {how}").format(
+            label=label, how=proc.exit_note or _("exit status unknown")
+        )
     main = proc.main
     if main is None:
-        return f"{label}: no stack could be read"
+        return _("{label}: no stack could be read").format(label=label)
     call = blocking_call(main)
     mine = learner_frame(main, learner_files)
     if call is None and proc.blocked_since is not None and mine is not None:
         call = _call_in(mine.source())  # a C call (lock.acquire(), sock.recv()): no frame
-    text = f"{label} blocked in {call}" if call else f"{label} running"
+    if call:
+        text = _("{label} blocked in {call}").format(label=label, call=call)
+    else:
+        text = _("{label} running").format(label=label)
     if mine is not None:
-        text += f" at {mine.where(relpath)}"
+        text += _(" at {where}").format(where=mine.where(relpath))
         if mine.source():
             text += f" (`{mine.source()}`)"
     else:
         frame = next((f for f in main.frames if not _is_machinery(f.filename)), None)
         if frame is not None:
-            text += f" at {frame.where(relpath)} in {frame.function}"
+            text += _(" at {where} in {function}").format(
+                where=frame.where(relpath), function=frame.function
+            )
     if proc.blocked_since is not None:
-        text += f" for at least {proc.blocked_since:.1f} s"
+        text += _(" for at least {seconds:.1f} s").format(seconds=proc.blocked_since)
     return text
 
 
@@ -264,7 +272,7 @@ def render(
     for proc in procs[:_PROCESSES_SHOWN]:
         out.append(f"--- {summary(proc, learner_files, relpath)}")
         if proc.target:
-            out.append(f"    target: {proc.target}")
+            out.append("    " + _("target: {target}").format(target=proc.target))
         ordered = sorted(proc.threads, key=lambda t: t.ident != proc.main_thread)
         hidden = 0
         for thread in ordered:
@@ -272,8 +280,11 @@ def render(
             if not frames:
                 hidden += 1
                 continue
-            kind = "main thread" if thread.ident == proc.main_thread else "thread"
-            out.append(f"  {kind} 0x{thread.ident:x} (innermost call last):")
+            if thread.ident == proc.main_thread:
+                head = _("main thread {ident} (innermost call last):")
+            else:
+                head = _("thread {ident} (innermost call last):")
+            out.append("  " + head.format(ident=f"0x{thread.ident:x}"))
             for frame in frames[-_FRAMES_SHOWN:]:
                 mine = frame.filename in learner_files
                 mark = ">>" if mine else "  "
@@ -281,9 +292,12 @@ def render(
                 if mine and frame.source():
                     out.append(f"  {mark}     {frame.source()}")
         if hidden:
-            out.append(f"  ({hidden} more thread(s) in library code only)")
+            out.append(
+                "  " + _("({count} more thread(s) in library code only)").format(count=hidden)
+            )
     if len(procs) > _PROCESSES_SHOWN:
-        out.append(f"--- and {len(procs) - _PROCESSES_SHOWN} more process(es)")
+        more = _("and {count} more process(es)").format(count=len(procs) - _PROCESSES_SHOWN)
+        out.append(f"--- {more}")
     return "\n".join(out)
 
 
@@ -300,38 +314,40 @@ def diagnose(procs: list[ProcessStack]) -> str:
     if [p for p in learners if calls[p.pid] == "Connection.recv()"] and (
         exited or main_call in ("Process.join()", "Connection.recv()")
     ):
-        return (
+        return _(
             "every reader is blocked in recv() while no one is left to send: was a sentinel "
             "missing (one per reader), or was a write end left open, so that EOF never comes?"
         )
     if len(locks) >= 2:
-        return (
-            f"{len(locks)} processes each wait in Lock.acquire(): if each holds a lock the other "
+        return _(
+            "{count} processes each wait in Lock.acquire(): if each holds a lock the other "
             "wants, that is a deadlock. Take locks in one fixed order, and release them with "
             "`with lock:` so that no path forgets."
-        )
+        ).format(count=len(locks))
     if locks:
-        return (
+        return _(
             "a process waits for a lock that is never released: was it acquired without "
             "`with`, and released on only some paths?"
         )
     if main_call == "Connection.recv()" and not learners:
-        return "the test process waits in recv() for data that nobody sends"
+        return _("the test process waits in recv() for data that nobody sends")
     if main_call in ("Process.join()", "Pool.join()") and any(
         calls[p.pid] == "Connection.send()" for p in learners
     ):
-        return (
+        return _(
             "the parent joins a child that is still blocked sending: a pipe holds only so much, "
             "so read the results before you join()"
         )
     if main_call in ("Queue.get()", "queue.Queue.get()"):
-        return "the test process waits in Queue.get() for an item that never comes"
+        return _("the test process waits in Queue.get() for an item that never comes")
     if main_call in ("AsyncResult.get()", "Pool.join()", "AsyncResult.wait()"):
-        return "the test process waits for pool tasks that never finish"
+        return _("the test process waits for pool tasks that never finish")
     if main_call == "socket.accept()":
-        return "the server waits in accept() for a client that never connects"
+        return _("the server waits in accept() for a client that never connects")
     if main_call == "Thread.join()":
-        return "the test process joins a thread that never ends: what is that thread waiting for?"
+        return _(
+            "the test process joins a thread that never ends: what is that thread waiting for?"
+        )
     if recv:
-        return "a process waits in recv() for data that nobody sends"
-    return "no process finished in time"
+        return _("a process waits in recv() for data that nobody sends")
+    return _("no process finished in time")

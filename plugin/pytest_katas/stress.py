@@ -13,6 +13,7 @@ from contextlib import nullcontext
 from typing import TYPE_CHECKING, Any, Final, final
 
 from pytest_katas import channel, control, coordinate, explore, schedule, tables, trace
+from pytest_katas.messages import _
 from pytest_katas.verdict import Kind, fail_as
 
 if TYPE_CHECKING:
@@ -186,10 +187,8 @@ class Stress:
         finding = self.audit() if traced and self.audit is not None else None
         if finding is not None:
             report.runs += 1
-            command = shlex.join(self.replay)
-            failure = fail_as(
-                finding.kind, f"{finding.message}\n\n{finding.details}\n\nReplay: {command}"
-            )
+            replay = _("Replay: {command}").format(command=shlex.join(self.replay))
+            failure = fail_as(finding.kind, f"{finding.message}\n\n{finding.details}\n\n{replay}")
             failure.seed = self.session_seed
             failure.traced = True
             raise failure
@@ -205,13 +204,13 @@ class Stress:
             raise failure
 
     def _message(self, problem: str, report: StressReport) -> str:
-        command = shlex.join(self.replay)
+        replay = _("Replay: {command}").format(command=shlex.join(self.replay))
         note = f"\n\n{self.summary}" if self.summary else ""
         return (
             f"{problem} (run {report.runs} of a stress test "
             f"{'under schedule noise' if self.noisy else 'without noise'}, "
             f"seed {self.session_seed}){note}\n\nOutcomes seen:\n{report.table()}\n\n"
-            f"Replay: {command}"
+            f"{replay}"
         )
 
     # -- the controlled scheduler ------------------------------------------------------
@@ -279,10 +278,8 @@ class Stress:
         if isinstance(strategy, explore.Replay) and strategy.diverged:
             self.summary = strategy.summary(report.runs)
         if finding is not None:  # no schedule showed it, but the trace says it can happen
-            command = shlex.join(self.replay)
-            failure = fail_as(
-                finding.kind, f"{finding.message}\n\n{finding.details}\n\nReplay: {command}"
-            )
+            replay = _("Replay: {command}").format(command=shlex.join(self.replay))
+            failure = fail_as(finding.kind, f"{finding.message}\n\n{finding.details}\n\n{replay}")
             failure.seed = self.session_seed
             failure.traced = True
             raise failure

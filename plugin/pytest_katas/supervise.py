@@ -29,6 +29,7 @@ from pytest_katas import (
     waits,
 )
 from pytest_katas.history import History
+from pytest_katas.messages import N_, _
 from pytest_katas.verdict import Kind, Outcome
 from pytest_katas.watchdog import Watchdog
 
@@ -96,7 +97,7 @@ class _Watch:
         if not fds:
             time.sleep(timeout)
             return
-        ready, _, _ = select.select(list(fds), [], [], timeout)
+        ready, _writable, _errors = select.select(list(fds), [], [], timeout)
         for fd in ready:
             data = os.read(fd, 65536)
             if not data:
@@ -111,10 +112,11 @@ class _Watch:
         limits = self.limits
         if self.group is not None and self.group.hit_pid_limit():  # first: one small read
             return _cap(
-                f"the code tried to start more than {privilege.TASKS_MAX} processes and "
-                "threads, and the kernel refused",
-                "Is a process starting processes in a loop (a fork bomb)? Start a fixed number "
-                "of workers, or use a Pool.",
+                _(
+                    "the code tried to start more than {limit} processes and threads, and the "
+                    "kernel refused"
+                ).format(limit=privilege.TASKS_MAX),
+                _(_FORK_BOMB),
             )
         members = procs.group_members(self.pid)
         if self.group is not None:  # a process that left the group is still in the cgroup
@@ -125,16 +127,17 @@ class _Watch:
         self.seen.update(members)
         if len(members) > limits.max_processes:
             return _cap(
-                f"more than {limits.max_processes} processes ran at once "
-                f"(kata_max_processes = {limits.max_processes})",
-                "Is a process starting processes in a loop (a fork bomb)? Start a fixed number "
-                "of workers, or use a Pool.",
+                _("more than {limit} processes ran at once (kata_max_processes = {limit})").format(
+                    limit=limits.max_processes
+                ),
+                _(_FORK_BOMB),
             )
         if self.output > limits.max_output:
             return _cap(
-                f"the code wrote more than {_size(limits.max_output)} of output "
-                f"(kata_max_output = {_size(limits.max_output)})",
-                "Is something printing in an endless loop? Print less, or not in the loop.",
+                _("the code wrote more than {size} of output (kata_max_output = {size})").format(
+                    size=_size(limits.max_output)
+                ),
+                _("Is something printing in an endless loop? Print less, or not in the loop."),
             )
         rss = 0
         for pid in members:
@@ -142,15 +145,24 @@ class _Watch:
                 rss += psutil.Process(pid).memory_info().rss
         if rss > limits.max_memory:
             return _cap(
-                f"the test's processes used {_size(rss)} of memory, over the "
-                f"{_size(limits.max_memory)} cap (kata_max_memory)",
-                "Is a list or a queue growing without end?",
+                _(
+                    "the test's processes used {size} of memory, over the {limit} cap "
+                    "(kata_max_memory)"
+                ).format(size=_size(rss), limit=_size(limits.max_memory)),
+                _("Is a list or a queue growing without end?"),
             )
         return None
 
 
+_FORK_BOMB: Final = N_(
+    "Is a process starting processes in a loop (a fork bomb)? Start a fixed number of "
+    "workers, or use a Pool."
+)
+
+
 def _cap(message: str, hint: str) -> Outcome:
-    return Outcome("failed", Kind.CAP, message, f"{hint}\nThe test was stopped there.")
+    stopped = _("The test was stopped there.")
+    return Outcome("failed", Kind.CAP, message, f"{hint}\n{stopped}")
 
 
 def _size(n: int) -> str:
@@ -258,8 +270,10 @@ def _conclude(outcome: Outcome, children: crashes.Children, spec: sandbox.Sandbo
     if outcome.status != "failed":
         return
     _explain(outcome, children, spec)
-    if "Replay" not in outcome.details and outcome.kind not in (Kind.TODO, Kind.BROKEN):
-        outcome.details = f"{outcome.details}\n\nReplay: {shlex.join(spec.replay)}".strip("\n")
+    replayed = any(label in outcome.details for label in ("Replay", _("Replay:")))
+    if not replayed and outcome.kind not in (Kind.TODO, Kind.BROKEN):
+        replay = _("Replay: {command}").format(command=shlex.join(spec.replay))
+        outcome.details = f"{outcome.details}\n\n{replay}".strip("\n")
 
 
 def _explain(outcome: Outcome, children: crashes.Children, spec: sandbox.SandboxSpec) -> None:
@@ -274,7 +288,8 @@ def _explain(outcome: Outcome, children: crashes.Children, spec: sandbox.Sandbox
     elif outcome.kind in (Kind.LOST, Kind.HANG) and spec.tracing:
         table = tables.recent(history, relpath)
         if table is not None:  # what happened first, then where everyone ended up
-            outcome.details = f"What moved last, in order:\n{table}\n\n{outcome.details}"
+            moved = _("What moved last, in order:")
+            outcome.details = f"{moved}\n{table}\n\n{outcome.details}"
 
 
 def _watch(watch: _Watch, fds: dict[int, int]) -> Outcome:
@@ -328,19 +343,21 @@ def _finished(watch: _Watch) -> Outcome:
     result = watch.spec.rundir.read_result()
     if result is not None:
         if result.pop("nonce", None) != watch.spec.nonce:
-            return _forged("it does not carry the proof that the test process wrote it")
+            return _forged(N_("it does not carry the proof that the test process wrote it"))
         try:
             return _checked(Outcome.from_json(result))
         except (TypeError, ValueError, KeyError, AttributeError):
-            return _forged("it is not in the form the test process writes")
+            return _forged(N_("it is not in the form the test process writes"))
     how = procs.describe_exit(watch.reaped.get(watch.pid))
     return Outcome(
         "failed",
         Kind.CRASH,
-        f"the test process was {how} while running the test",
-        "The process that runs the test function (and calls your code) died without a "
-        "Python exception: os.abort(), a signal, os._exit() or a crash in C code. Its "
-        "output, if any, is under 'Captured stdout/stderr'.",
+        _("the test process was {how} while running the test").format(how=how),
+        _(
+            "The process that runs the test function (and calls your code) died without a "
+            "Python exception: os.abort(), a signal, os._exit() or a crash in C code. Its "
+            "output, if any, is under 'Captured stdout/stderr'."
+        ),
     )
 
 
@@ -368,9 +385,11 @@ def _forged(why: str) -> Outcome:
     return Outcome(
         "failed",
         Kind.TAMPERED,
-        f"the test's result file was not written by the plugin: {why}",
-        "Something in the test's processes wrote a result of its own. The test's verdict "
-        "cannot be trusted, so it fails.",
+        _("the test's result file was not written by the plugin: {why}").format(why=_(why)),
+        _(
+            "Something in the test's processes wrote a result of its own. The test's verdict "
+            "cannot be trusted, so it fails."
+        ),
     )
 
 
@@ -393,23 +412,34 @@ def _hang(watch: _Watch) -> Outcome:
     )
     kind = Kind.SLOW if moving else Kind.HANG
     hint = (
-        "the code was still working when the deadline passed: is it doing far more work "
-        "than it needs, or waiting with sleep()?"
+        _(
+            "the code was still working when the deadline passed: is it doing far more work "
+            "than it needs, or waiting with sleep()?"
+        )
         if moving
         else stacks.diagnose(ordered)
     )
     timeout = watch.limits.timeout
-    verb = "was still running" if moving else "did not finish"
-    headline = f"the test {verb} after {timeout:g} s"
     if watch.elapsed < timeout:
-        headline = f"the test was still stuck {CRASH_GRACE:g} s after a child process crashed"
+        headline = _("the test was still stuck {seconds:g} s after a child process crashed")
+        headline = headline.format(seconds=CRASH_GRACE)
+    elif moving:
+        headline = _("the test was still running after {seconds:g} s").format(seconds=timeout)
+    else:
+        headline = _("the test did not finish after {seconds:g} s").format(seconds=timeout)
     details = (
-        "Every process of the test, and where it was (>> marks your code):\n"
+        _("Every process of the test, and where it was (>> marks your code):")
+        + "\n"
         + stacks.render(ordered, files, relpath)
-        + f"\n\nThe deadline is set by kata_timeout (marker or ini), --kata-timeout, or "
-        f"the kata's kata.toml. It was {timeout:g} s."
+        + "\n\n"
+        + _(
+            "The deadline is set by kata_timeout (marker or ini), --kata-timeout, or the "
+            "kata's kata.toml. It was {seconds:g} s."
+        ).format(seconds=timeout)
     )
-    return Outcome("failed", kind, f"{headline}: {hint}", details)
+    return Outcome(
+        "failed", kind, _("{headline}: {hint}").format(headline=headline, hint=hint), details
+    )
 
 
 def _deadlocked(watch: _Watch, dead: waits.Deadlock) -> Outcome:

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import dataclasses
 import enum
-from typing import Any, final
+from typing import Any, Final, final
+
+from pytest_katas.messages import N_, _
 
 __all__ = ["Kind", "KataFailure", "Outcome", "fail_as"]
 
@@ -35,6 +37,32 @@ class Kind(str, enum.Enum):
                 return kind
         names = ", ".join(k.name.lower() for k in cls)
         raise ValueError(f"unknown failure class {value!r}; use one of: {names}")
+
+    def explanation(self) -> str:
+        """What this class of failure means, in one line of the learner's language (the
+        README's table "Reading a failure")."""
+        return _(_EXPLANATIONS[self])
+
+
+_EXPLANATIONS: Final = {
+    Kind.TODO: N_("a function still raises NotImplementedError"),
+    Kind.BROKEN: N_("your file does not import"),
+    Kind.WRONG: N_("a wrong answer"),
+    Kind.ORDER: N_("the right items in the wrong order"),
+    Kind.CONTRACT: N_(
+        'the right answer reached the wrong way: the lesson\'s "how" was not followed'
+    ),
+    Kind.LOST: N_("an item never arrived, or arrived twice, or a send() sent part of its bytes"),
+    Kind.RACE: N_(
+        "an update another thread or process can overwrite, or a result only a race can produce"
+    ),
+    Kind.HANG: N_("nothing can move any more, or the deadline passed"),
+    Kind.SLOW: N_("still working at the deadline, or work done one at a time that should overlap"),
+    Kind.CRASH: N_("your code raised, or a child process died"),
+    Kind.LEAK: N_("processes, threads, sockets or pipe ends left behind after the test"),
+    Kind.CAP: N_("a guard tripped: too many processes, too much memory, too much output"),
+    Kind.TAMPERED: N_("the tests, the plugin or a test's result were changed"),
+}
 
 
 class KataFailure(AssertionError):
