@@ -22,6 +22,13 @@ RUN_TIMEOUT = 600
 # Submissions, not tests of ours: an attack's conftest.py must never be loaded here.
 collect_ignore_glob = ["attacks/*", "mutants/*", "variants/*"]
 _KIND = re.compile(r"^([A-Z]+): ")
+# The suite runs as if this environment were activated (as tox does), so the commands the
+# plugin prints for a learner are spelled `pytest ...` and `katas ...` whoever runs it.
+os.environ["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), os.environ["PATH"]])
+# ... and in English whatever the machine's locale (tests of Chinese output set their own).
+for _name in ("LC_ALL", "LC_MESSAGES", "LANGUAGE", "PYTEST_KATA_LANG"):
+    os.environ.pop(_name, None)
+os.environ["LANG"] = "C.UTF-8"
 
 
 @dataclasses.dataclass

@@ -11,7 +11,7 @@ from typing import Any, Final, final
 
 import pytest
 
-from pytest_katas import catalog, manifest, settings
+from pytest_katas import catalog, manifest, progress, settings
 from pytest_katas.grading import Gradebook, TestGrade, nodeid_meta
 from pytest_katas.report import write_error_report, write_report
 
@@ -194,10 +194,12 @@ class GradingSession:
         self.fmt = fmt
         self.gradebook = Gradebook()
         self.unscheduled: list[str] = []  # passed under noise: the plugin could not schedule
+        self.progress: progress.RunRecorder | None = None  # .katas/progress.json, see there
 
     def pytest_sessionstart(self, session: pytest.Session) -> None:
         folders, scope = kata_folders(self.config)
         katas = [catalog.kata_at(folder) for folder in sorted(scope)]
+        self.progress = progress.RunRecorder.begin(self.config, katas)  # the learner's own
         if self.report is not None:  # replaced at the end; says "error" if the end never comes
             unfinished = Gradebook()
             for kata in katas:
@@ -276,6 +278,8 @@ class GradingSession:
         ran = not any(getattr(option, o, False) for o in ("collectonly", "setuponly", "setupplan"))
         for grade in self.gradebook.finish() if ran else ():  # results that never all came
             self._graded(grade)
+        if ran and self.progress is not None:  # for `katas list`: only finished tests count
+            self.progress.finish(self.gradebook)
         if self.report is not None and exitstatus in (
             pytest.ExitCode.INTERRUPTED,
             pytest.ExitCode.INTERNAL_ERROR,
