@@ -14,6 +14,8 @@ from pytest_katas import (
     board,
     catalog,
     channel,
+    commands,
+    feedback,
     findings,
     grading,
     hookspecs,
@@ -94,6 +96,7 @@ def pytest_configure(config: pytest.Config) -> None:
     config.stash[_SEED] = seed if seed is not None else random.SystemRandom().randrange(1 << 32)
     config.pluginmanager.register(report, "katas-report")
     config.pluginmanager.register(board, "katas-board")
+    feedback.register(config)  # a hang's task stops there; each failure is shown once
     fmt = settings.resolve(config, "kata_report_format")
     if fmt not in report.FORMATS and len(config.hook.pytest_kata_report.get_hookimpls()) == 1:
         raise pytest.UsageError(
@@ -119,6 +122,8 @@ def pytest_cmdline_main(config: pytest.Config) -> int | None:
 
 
 def _show_hint(config: pytest.Config, task_id: int) -> int:
+    from pytest_katas.messages import _  # the run's language is chosen: configure ran
+
     katas = {
         kata.name: kata
         for arg in config.args
@@ -126,26 +131,40 @@ def _show_hint(config: pytest.Config, task_id: int) -> int:
     }
     if len(katas) != 1:
         raise pytest.UsageError(
-            "--kata-hint needs exactly one kata: pytest katas/<kata> --kata-hint=N"
+            _("--kata-hint needs exactly one kata: pytest katas/<kata> --kata-hint=N")
         )
     (kata,) = katas.values()
     task = next((t for t in kata.tasks if t.id == task_id), None)
     if task is None:
         ids = ", ".join(str(t.id) for t in kata.tasks)
-        raise pytest.UsageError(f"the {kata.name} kata has no task {task_id}; its tasks are {ids}")
-    key = f"katas/hints/{kata.name}/{task.id}"
-    cache = getattr(config, "cache", None)  # absent under -p no:cacheprovider
-    index = min(cache.get(key, 0) if cache is not None else 0, len(task.hints) - 1)
-    if cache is not None:
-        cache.set(key, index + 1)
+        raise pytest.UsageError(
+            _("the {kata} kata has no task {task}; its tasks are {ids}").format(
+                kata=kata.name, task=task_id, ids=ids
+            )
+        )
+    from pytest_katas import commands, progress  # the same place as `katas hint` keeps
+
+    store = progress.HintStore(kata.root)
+    try:
+        (index,) = store.step(kata.name, task.id, len(task.hints))
+    except OSError as exc:  # a read-only checkout: show the first hint, keep no place
+        index = 0
+        kept = _("(your place in the hints cannot be kept: {error})").format(error=exc)
+        config.get_terminal_writer().line(kept)
     writer = config.get_terminal_writer()
-    writer.line(f"{kata.name}, task {task.id}: {task.title}", bold=True)
-    writer.line(f"hint {index + 1} of {len(task.hints)}: {task.hints[index]}")
+    head = _("{kata}, task {task}: {title}")
+    writer.line(head.format(kata=kata.name, task=task.id, title=_(task.title)), bold=True)
+    line = _("hint {number} of {count}: {hint}")
+    hint = _(task.hints[index])
+    writer.line(line.format(number=index + 1, count=len(task.hints), hint=hint))
     if index + 1 < len(task.hints):
-        writer.line("(run the same command again for the next hint)")
+        writer.line(_("(run the same command again for the next hint)"))
     else:
         reference = f"solutions/{kata.name}/{kata.name}.py"
-        writer.line(f"(that was the last hint; the reference is {reference})")
+        writer.line(_("(that was the last hint; the reference is {path})").format(path=reference))
+    again = commands.katas_command("hint", kata.name, str(task.id), "--reset")
+    place = _("(your place is kept in {path}; start over with: {command})")
+    writer.line(place.format(path=store.shown_path, command=again))
     return 0
 
 
@@ -195,7 +214,7 @@ def kata_start_method(request: pytest.FixtureRequest) -> str:
 def _replay_command(item: pytest.Item) -> list[str]:
     config = item.config
     return [
-        "pytest",
+        *commands.argv("pytest"),  # as this environment's pytest is called from here
         item.nodeid,
         f"--kata-seed={config.stash[_SEED]}",
         f"--kata-start-method={settings.resolve(config, 'kata_start_method')}",
