@@ -90,6 +90,17 @@ def run_kata(kata: str, target: str, tmp_path: Path, *args: str, method: str | N
     if method:
         command.append(f"--kata-start-method={method}")
     env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST_")}
+    returncode, output = run_command(
+        command, env, what=f"pytest katas/{kata} --kata-target={target}"
+    )
+    return Run(returncode, _cases(junit), output)
+
+
+def run_command(
+    command: list[str], env: dict[str, str], timeout: float = RUN_TIMEOUT, what: str = ""
+) -> tuple[int, str]:
+    """``(exit code, output)`` of ``command`` run from the repository root in a session of
+    its own, never hanging: at ``timeout`` its whole group is killed and the test fails."""
     proc = subprocess.Popen(
         command,
         cwd=ROOT,
@@ -100,12 +111,12 @@ def run_kata(kata: str, target: str, tmp_path: Path, *args: str, method: str | N
         text=True,
     )
     try:
-        output, _ = proc.communicate(timeout=RUN_TIMEOUT)
+        output, _ = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
         os.killpg(proc.pid, signal.SIGKILL)
         proc.communicate()
-        pytest.fail(f"pytest katas/{kata} --kata-target={target} hung for {RUN_TIMEOUT} s")
-    return Run(proc.returncode, _cases(junit), output)
+        pytest.fail(f"{what or ' '.join(command)} hung for {timeout:g} s")
+    return proc.returncode, output
 
 
 def katas() -> list[str]:

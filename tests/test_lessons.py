@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import re
-import signal
 import subprocess
 import sys
 import textwrap
@@ -13,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import KATAS, ROOT
+from conftest import KATAS, ROOT, run_command
 
 RUN_TIMEOUT = 240
 
@@ -106,23 +105,9 @@ def _sample_run(
     )
 
 
-def _run(args: list[str], env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    proc = subprocess.Popen(
-        args,
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-        text=True,
-    )
-    try:
-        out, _ = proc.communicate(timeout=RUN_TIMEOUT)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.communicate()
-        pytest.fail(f"{' '.join(args)} hung for {RUN_TIMEOUT} s")
-    return subprocess.CompletedProcess(args, proc.returncode, out, "")
+def _run(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    returncode, out = run_command(args, env, RUN_TIMEOUT)
+    return subprocess.CompletedProcess(args, returncode, out, "")
 
 
 def _clean_env() -> dict[str, str]:
@@ -207,25 +192,31 @@ def test_a_stuck_stop_shows_where_each_server_thread_waits():
     # stop() joins the accept thread while that thread serves an idle client itself: the
     # failure must show both lines, not guess at a cause the code did not have.
     mutant = "tests/mutants/echo_server/joins_the_serving_accept_thread.py"
-    run = _run(
-        [
-            sys.executable,
-            "-m",
-            "pytest",
-            "katas/echo_server/test_echo_server.py"
-            "::test_stop_returns_within_two_seconds_while_clients_sit_idle",
-            f"--kata-target={mutant}",
-            "-p",
-            "no:cacheprovider",
-        ],
-        _clean_env(),
-    )
+    test = "test_stop_returns_within_two_seconds_while_clients_sit_idle"
+    run = _sample_run("echo_server", mutant, test)
     assert run.returncode == 1, run.stdout[-3000:]
     assert "HANG: stop() had not returned" in run.stdout
     assert "stop() waits in join() for 'echo-accept' at line 71" in run.stdout, run.stdout
     assert "'echo-accept' waits at line 54 (`data = conn.recv(_CHUNK)`)" in run.stdout
     assert "reached from _accept_loop (line 49)" in run.stdout
     assert "is joining 'echo-accept' while that thread is still in recv()" in run.stdout
+
+
+def test_a_sentinel_compared_with_is_is_named_in_the_hang():
+    # Consumers that test `item is _END` never stop: the hang says what the trace saw.
+    mutant = "tests/mutants/pipe/sentinel_checked_with_is.py"
+    run = _sample_run("pipe", mutant, "test_fan_out_delivers_every_item_exactly_once")
+    assert run.returncode == 1, run.stdout[-3000:]
+    assert "HANG: " in run.stdout
+    assert "object(s) of type object on that pipe" in run.stdout, run.stdout[-3000:]
+    assert "`item is SENTINEL` is never true; check with isinstance() instead" in run.stdout
+
+
+def test_a_hang_with_no_sentinel_in_sight_does_not_mention_one():
+    mutant = "tests/mutants/pipe/end_left_open.py"
+    run = _sample_run("pipe", mutant, "test_relay_returns_every_item_in_order")
+    assert "HANG: " in run.stdout, run.stdout[-3000:]
+    assert "SENTINEL" not in run.stdout
 
 
 def _sample_text(output: str, kind: str, kata: str, mutant: str) -> str:
@@ -282,42 +273,3 @@ def write_samples() -> None:
 
 if __name__ == "__main__":
     write_samples()
-
-
-def test_a_sentinel_compared_with_is_is_named_in_the_hang():
-    # Consumers that test `item is _END` never stop: the hang says what the trace saw.
-    mutant = "tests/mutants/pipe/sentinel_checked_with_is.py"
-    run = _run(
-        [
-            sys.executable,
-            "-m",
-            "pytest",
-            "katas/pipe/test_pipe.py::test_fan_out_delivers_every_item_exactly_once",
-            f"--kata-target={mutant}",
-            "-p",
-            "no:cacheprovider",
-        ],
-        _clean_env(),
-    )
-    assert run.returncode == 1, run.stdout[-3000:]
-    assert "HANG: " in run.stdout
-    assert "object(s) of type object on that pipe" in run.stdout, run.stdout[-3000:]
-    assert "`item is SENTINEL` is never true; check with isinstance() instead" in run.stdout
-
-
-def test_a_hang_with_no_sentinel_in_sight_does_not_mention_one():
-    mutant = "tests/mutants/pipe/end_left_open.py"
-    run = _run(
-        [
-            sys.executable,
-            "-m",
-            "pytest",
-            "katas/pipe/test_pipe.py::test_relay_returns_every_item_in_order",
-            f"--kata-target={mutant}",
-            "-p",
-            "no:cacheprovider",
-        ],
-        _clean_env(),
-    )
-    assert "HANG: " in run.stdout, run.stdout[-3000:]
-    assert "SENTINEL" not in run.stdout

@@ -6,21 +6,15 @@ import textwrap
 
 import pytest
 
-from pytest_katas import catalog, messages, settings
+from pytest_katas import catalog, settings
 from pytest_katas.commands import katas_command
 from pytest_katas.grading import Gradebook, KataGrade
 from pytest_katas.messages import _
 from pytest_katas.verdict import Kind
 
-__all__ = ["pytest_configure", "pytest_kata_board"]
+__all__ = ["pytest_kata_board"]
 
 _TITLE_WIDTH = 44
-
-
-def pytest_configure(config: pytest.Config) -> None:
-    """The run's language, chosen as soon as the plugin's settings are checked (this module
-    is registered then), before any test runs or any process starts."""
-    messages.choose(config)
 
 
 def _failing_lines(

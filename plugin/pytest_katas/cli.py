@@ -262,7 +262,6 @@ LIST_TASKS: Final = N_("{done}/{total} tasks")  # the board's words, in the same
 LIST_POINTS: Final = N_("{score}/{total} points")
 MARK_DONE: Final = N_("done")
 MARK_NEXT: Final = "->"
-NOTE_NOT_RUN: Final = N_("not run yet")
 NOTE_BROKEN: Final = N_("broken: {problem}")
 NOTE_LAST: Final = N_("last run {when}")
 NOTE_FAILING: Final = N_("task {task} failing ({why})")
@@ -599,7 +598,7 @@ def _list(learner: _Learner, args: argparse.Namespace, extra: list[str]) -> int:
         if kata.problem is not None:
             notes.append(_(NOTE_BROKEN).format(problem=kata.problem))
         elif result is None:
-            notes.append(_(NOTE_NOT_RUN))
+            notes.append(_(STATUS_NOT_RUN))
         else:
             notes.append(_(NOTE_LAST).format(when=_when(result.when)))
             changed = learner.changed(kata)

@@ -25,9 +25,8 @@ from pytest_katas.commands import pytest_command
 from pytest_katas.messages import _, ngettext
 from pytest_katas.verdict import Kind
 
-__all__ = ["NOT_RUN", "Feedback", "KataRepr", "register", "shorten_repeats"]
+__all__ = ["Feedback", "KataRepr", "register", "shorten_repeats"]
 
-NOT_RUN: Final = "not run: "  # how a skip reason of ours starts, in English
 _STOPPERS: Final = {Kind.HANG.name.lower(), Kind.BROKEN.name.lower()}
 _FAST_TIMEOUT: Final = 3
 

@@ -19,6 +19,7 @@ from pytest_katas import (
     findings,
     grading,
     hookspecs,
+    messages,
     report,
     sandbox,
     session,
@@ -87,6 +88,7 @@ def pytest_configure(config: pytest.Config) -> None:
         config.addinivalue_line("markers", marker)
     for name in settings.SETTINGS:
         settings.resolve(config, name)  # a bad value fails now, before any test runs
+    messages.choose(config)  # the run's language, before any test runs or process starts
     try:
         catalog.check_target_option(settings.resolve(config, "kata_target"))
     except catalog.KataError as exc:
