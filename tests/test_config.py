@@ -14,6 +14,9 @@ import pytest
 from conftest import write_kata
 from pytest_katas import catalog, manifest, settings
 
+# Nothing here depends on the Python version: run on one of them (tox.ini).
+pytestmark = pytest.mark.one_python
+
 IMPL = "def add(a, b):\n    return a + b\n"
 TESTS = """
 def test_add_adds(kata):

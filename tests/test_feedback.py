@@ -5,13 +5,15 @@ message is printed once, and a run with a hang ends with the faster loop."""
 from __future__ import annotations
 
 import json
-import re
 import textwrap
 
 import pytest
 
 from conftest import write_kata
 from pytest_katas import manifest
+
+# Nothing here depends on the Python version: run on one of them (tox.ini).
+pytestmark = pytest.mark.one_python
 
 HANGS = """
 import threading
@@ -88,8 +90,8 @@ def test_a_hang_at_the_deadline_costs_one_deadline_not_one_per_test(pytester):
     result = _run(pytester)
     result.assert_outcomes(failed=1, skipped=2, passed=1)
     result.stdout.fnmatch_lines(["HANG: the test did not finish after 1.5 s*"])
-    seconds = float(re.search(r" in ([\d.]+)s", result.outlines[-1]).group(1))
-    assert seconds < 2 * 1.5 + 3, result.outlines[-1]  # one deadline, plus the other tests
+    # One deadline, not three: the task's other tests were skipped above, not run to their
+    # own deadlines (counted, not timed, so that a busy machine cannot change the verdict).
 
 
 def test_under_xdist_each_worker_stops_its_own_tests_of_the_task(pytester):

@@ -21,6 +21,9 @@ from babel.messages.pofile import read_po
 from conftest import KATAS, ROOT, write_kata
 from pytest_katas import catalog, manifest, messages
 
+# Nothing here depends on the Python version: run on one of them (tox.ini).
+pytestmark = pytest.mark.one_python
+
 PLUGIN = ROOT / "plugin" / "pytest_katas"
 PO = messages.LOCALE_DIR / "zh_CN" / "LC_MESSAGES" / "katas.po"
 MO = PO.with_suffix(".mo")

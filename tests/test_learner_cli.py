@@ -19,6 +19,9 @@ import pytest
 
 from conftest import ROOT
 
+# Nothing here depends on the Python version: run on one of them (tox.ini).
+pytestmark = pytest.mark.one_python
+
 TIMEOUT = 180  # seconds for one command; generous, for a busy machine
 QUIET = "-p no:randomly -p no:run-parallel -p no:cacheprovider -p no:xdist"
 

@@ -14,6 +14,9 @@ import pytest
 
 from conftest import KATAS, ROOT, run_command
 
+# Nothing here depends on the Python version: run on one of them (tox.ini).
+pytestmark = pytest.mark.one_python
+
 RUN_TIMEOUT = 240
 
 # A sample is the fenced block right after `<!-- sample: MUTANT::TEST -->` in a lesson.

@@ -58,7 +58,12 @@ def test_every_test_belongs_to_exactly_one_task(kata):
         assert task.points > 0
 
 
-@pytest.mark.parametrize("method", METHODS)
+# spawn and forkserver children boot the same way (pytest_katas._childmain) on every Python:
+# spawn, the costlier, runs on one Python (tox.ini), fork and forkserver on all of them.
+@pytest.mark.parametrize(
+    "method",
+    [pytest.param(m, marks=pytest.mark.one_python) if m == "spawn" else m for m in METHODS],
+)
 @pytest.mark.parametrize("kata", katas())
 def test_the_solution_passes_every_test(kata, method, tmp_path):
     # The full stress budget on correct code is the soak's job (bench/soak.py); here a
@@ -71,6 +76,7 @@ def test_the_solution_passes_every_test(kata, method, tmp_path):
     )
 
 
+@pytest.mark.one_python
 @pytest.mark.parametrize("kata", katas())
 def test_the_untouched_stub_fails_every_test(kata, tmp_path):
     run = run_kata(kata, "katas", tmp_path)

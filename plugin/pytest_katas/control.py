@@ -29,7 +29,7 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any, Final, final
 
-from pytest_katas import procs
+from pytest_katas import procs, wrapping
 from pytest_katas.explore import Plan
 
 __all__ = [
@@ -407,7 +407,7 @@ def controlled(plan: Plan) -> Iterator[Scheduler]:
     main.native = threading.get_native_id()
     sched.current = main
     _active = sched
-    _thread.start_new_thread(sched._watch, ())
+    wrapping.start_own_thread(sched._watch)
     try:
         yield sched
     finally:

@@ -26,7 +26,6 @@ process, ``{"go": 1}`` or ``{"free": 1}`` or ``{"deadlock": 1}`` back.
 
 from __future__ import annotations
 
-import _thread
 import contextlib
 import json
 import os
@@ -37,7 +36,7 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any, Final, TypedDict, final
 
-from pytest_katas import control
+from pytest_katas import control, wrapping
 from pytest_katas.channel import RunDir
 from pytest_katas.control import Step
 from pytest_katas.explore import Plan
@@ -592,7 +591,7 @@ def serving(plan: Plan) -> Iterator[Coordinator | None]:
     coordinator.tasks[0].native = threading.get_native_id()
     coordinator.tasks[0].state = RUNNING
     coordinator.current = coordinator.tasks[0]
-    _thread.start_new_thread(coordinator.serve, ())
+    wrapping.start_own_thread(coordinator.serve)
     try:
         _client = _Client(address, "test", threading.get_native_id())
     except OSError:

@@ -3,6 +3,7 @@ installing a wrapper once, and the test of whether learner code made an object."
 
 from __future__ import annotations
 
+import _thread
 import itertools
 import os
 import sys
@@ -20,6 +21,7 @@ __all__ = [
     "new_id",
     "patched",
     "small",
+    "start_own_thread",
 ]
 
 MP_DIR: Final = os.path.dirname(threading.__file__) + os.sep + "multiprocessing" + os.sep
@@ -29,6 +31,24 @@ _ids = itertools.count(1)
 def new_id(prefix: str) -> str:
     """An id no other object of this test has, in any process: the pid and a counter."""
     return f"{prefix}{os.getpid()}.{next(_ids)}"
+
+
+def start_own_thread(target: Callable[[], object]) -> None:
+    """Run ``target`` in a thread of the plugin's own (the scheduler's watch, the process
+    coordinator), started below :mod:`threading` so that no hook sees it and no count of
+    learner threads includes it. Like a ``threading.Thread``, it takes up the thread trace
+    hook, but only coverage's (when coverage measures the plugin): never the schedule
+    noise's, which must see learner threads only."""
+    hook = threading.gettrace()
+    owner = getattr(hook, "__self__", None)
+    measured = hook if type(owner).__module__.startswith("coverage.") else None
+
+    def run() -> None:
+        if measured is not None:
+            sys.settrace(measured)
+        target()
+
+    _thread.start_new_thread(run, ())
 
 
 def patched(owner: Any, name: str) -> bool:
