@@ -177,3 +177,17 @@ def pids_left(path: Path) -> list[int]:
         return []
     pids = [int(line) for line in path.read_text(encoding="utf-8").split()]
     return [pid for pid in pids if psutil.pid_exists(pid)]
+
+
+# The longest runs start first, so that no worker is left with one at the end while the
+# others idle: spawn and forkserver runs of whole katas, then everything else in file order.
+_LONGEST_FIRST = ("spawn", "forkserver")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    def longest_first(item: pytest.Item) -> int:
+        callspec = getattr(item, "callspec", None)
+        method = callspec.params.get("method") if callspec is not None else None
+        return 0 if method in _LONGEST_FIRST else 1
+
+    items.sort(key=longest_first)
