@@ -11,8 +11,9 @@ Usage::
 
 ``--hogs`` defaults to the number of cores; each hog is a Python process spinning forever,
 started by us and killed by PID at the end (whatever happens). ``--fresh-clone`` runs in a new
-``git clone`` of this repository's HEAD (made once, under bench/out/), as CI does. Prints one
-line per run and writes bench/out/busy.md; exits 0 once the command was green ``--green``
+``git clone`` of this repository's HEAD (made once, in a temporary folder removed at the
+end), as CI does. Prints one line per run and writes bench/out/busy.md (each run's output
+is kept in bench/out/busy-N.log); exits 0 once the command was green ``--green``
 times in a row, 1 if ``--attempts`` runs were used up first.
 """
 
@@ -24,6 +25,7 @@ import re
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -46,7 +48,8 @@ def _stop(hogs: list[subprocess.Popen[bytes]]) -> None:
 
 
 def _clone() -> Path:
-    where = OUT / f"clone-{time.strftime('%Y%m%d-%H%M%S')}"
+    """A fresh clone of HEAD, outside this checkout (so that no tool here walks into it)."""
+    where = Path(tempfile.mkdtemp(prefix="katas-busy-")) / "clone"
     subprocess.run(["git", "clone", "-q", str(ROOT), str(where)], check=True)
     return where
 
@@ -90,6 +93,8 @@ def main() -> int:
                 break
     finally:
         _stop(hogs)
+        if args.fresh_clone:
+            shutil.rmtree(where.parent, ignore_errors=True)
     table = [
         f"`{' '.join(command)}` in {where}, with {args.hogs} CPU hogs on "
         f"{os.cpu_count()} cores; {streak} green in a row at the end.",

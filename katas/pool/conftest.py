@@ -85,6 +85,8 @@ class _Handler(http.server.BaseHTTPRequestHandler):
                 self._send(200, ZH_TEXT.encode("utf-8"), "text/plain; charset=utf-8")
             elif parts[0] == "boom":
                 self.send_error(500, "the page broke")
+            elif parts[0] == "empty":  # an answer, and no error, but not a 200
+                self._send(204, b"")
             elif parts[0] == "stall":
                 self.server.stop.wait(STALL_LIMIT)  # say nothing; the client must give up
             elif parts[0] == "meet":

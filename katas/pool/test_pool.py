@@ -222,8 +222,15 @@ def test_crawl_measures_each_page_in_bytes(kata, site):
 
 def test_crawl_reports_missing_and_broken_pages_as_errors(kata, site):
     ok, missing, boom = site.url("/bytes/10"), site.url("/missing"), site.url("/boom")
-    pages, errors = kata.crawl([ok, missing, boom], processes=2)
-    _check_each_arg_once([ok, missing, boom], pages, errors, what="url")
+    empty = site.url("/empty")  # 204 No Content: urllib raises nothing, yet it is no 200
+    pages, errors = kata.crawl([ok, missing, boom, empty], processes=2)
+    _check_each_arg_once([ok, missing, boom, empty], pages, errors, what="url")
+    if empty in pages:
+        raise fail_as(
+            "wrong",
+            f"{empty} answered 204 No Content, not 200, yet it is in pages: urllib raises "
+            "no error for it, so check response.status and put every other status in errors",
+        )
     assert pages == {ok: 10}, f"only {ok} answered 200; pages is {pages!r}"
     if any("pickle" in message for message in errors.values()):
         raise fail_as(
