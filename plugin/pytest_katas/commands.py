@@ -24,7 +24,8 @@ def _shown(path: Path) -> str:
         relative = os.path.relpath(path)
     except ValueError:  # pragma: no cover - another drive (not on Linux)
         return str(path)
-    return relative if not relative.startswith("..") else str(path)
+    outside = relative == os.pardir or relative.startswith(os.pardir + os.sep)
+    return str(path) if outside else relative
 
 
 def script(name: str) -> str:
