@@ -16,7 +16,7 @@ import psutil
 import pytest
 
 from conftest import KATAS, ROOT
-from pytest_katas import box
+from pytest_katas import box, waits
 from pytest_katas.catalog import list_katas
 
 pytestmark = pytest.mark.grader
@@ -120,7 +120,8 @@ def test_an_attack_scores_nothing_and_leaves_nothing(attack, tmp_path):
         for k in list_katas(KATAS)
         if k.name in katas
     )
-    assert seconds < deadline * 1.5 + 60, f"{attack} took {seconds:.0f} s"
+    # Each test may take up to STRETCH_MAX times its deadline on a busy machine.
+    assert seconds < deadline * waits.STRETCH_MAX * 1.5 + 60, f"{attack} took {seconds:.0f} s"
     time.sleep(0.2)
     left = _survivors(attack)
     for proc in left:  # ours: started by this attack; end them so nothing else is hurt

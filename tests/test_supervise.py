@@ -72,6 +72,56 @@ def test_a_wait_nobody_can_end_fails_at_once_not_at_the_deadline(pytester):
     assert result.duration < 30  # the deadline is 60 s
 
 
+# How busy the machine looks to the supervisor, whatever it really is: pytest's process
+# (the supervisor) loads this conftest.py before any test.
+BUSY = """
+from pytest_katas import waits
+waits.load = lambda: {load}
+"""
+NAPS = """
+import time
+def nap(seconds):
+    time.sleep(seconds)
+"""
+
+
+@pytest.mark.parametrize("load,passes", [(3.0, True), (0.5, False)])
+def test_a_busy_machine_stretches_the_deadline_and_a_quiet_one_does_not(pytester, load, passes):
+    pytester.makeconftest(BUSY.format(load=load))
+    # A 3 s nap against a 2 s deadline: on a machine with three tasks per core, 6 s.
+    result = run(pytester, NAPS, "def test_naps(kata):\n    kata.nap(3)\n", timeout=2)
+    result.assert_outcomes(**({"passed": 1} if passes else {"failed": 1}))
+
+
+def test_a_hang_on_a_busy_machine_says_how_long_it_was_given(pytester):
+    pytester.makeconftest(BUSY.format(load=2.0))
+    result = run(pytester, NAPS, "def test_naps(kata):\n    kata.nap(3600)\n", timeout=1)
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(
+        [
+            "HANG: the test did not finish after 1 s*",
+            "*It was 1 s. The machine was busy (2.0 tasks per core), so the test was given "
+            "2.0 s in all.",
+        ]
+    )
+
+
+def test_the_stretch_follows_the_load_per_core_up_to_three_times(monkeypatch):
+    from pytest_katas import waits
+
+    for load_average, cores, expected in [(0.5, 2, 1.0), (4.0, 2, 2.0), (30.0, 2, 3.0)]:
+        monkeypatch.setattr(waits.os, "getloadavg", lambda a=load_average: (a, a, a))
+        monkeypatch.setattr(waits.os, "cpu_count", lambda c=cores: c)
+        assert waits.stretch() == expected
+        assert waits.quiet() == (waits.BUSY_QUIET if expected > 1 else waits.QUIET)
+
+    def unknown() -> tuple[float, float, float]:
+        raise OSError("no load average here")
+
+    monkeypatch.setattr(waits.os, "getloadavg", unknown)
+    assert waits.load() == 0.0 and waits.stretch() == 1.0
+
+
 def test_a_wait_with_a_timeout_is_not_taken_for_a_deadlock(pytester):
     result = run(
         pytester,
@@ -84,6 +134,7 @@ def test_a_wait_with_a_timeout_is_not_taken_for_a_deadlock(pytester):
         def test_returns(kata):
             assert kata.wait_a_while() is False
         """,
+        timeout=10,  # a 1.5 s wait: room for a busy machine, whatever the default
     )
     result.assert_outcomes(passed=1)
 

@@ -26,21 +26,33 @@ from pytest_katas.channel import RunDir, Slot
 from pytest_katas.history import History, PipeInfo, Site
 from pytest_katas.trace import SITE_BASE
 
-__all__ = ["Deadlock", "DeadlockWatch", "Waiter"]
+__all__ = ["Deadlock", "DeadlockWatch", "Waiter", "load", "quiet", "stretch"]
 
 QUIET: Final = 0.3  # seconds everyone must stay put before we call it a deadlock
 # On a machine busier than it has cores, a thread that could run may wait its turn for the
 # CPU (or the GIL) asleep in the kernel for longer than QUIET: then wait longer.
 BUSY_QUIET: Final = 1.5
+STRETCH_MAX: Final = 3.0  # a busy machine gets a test at most three times its deadline
+
+
+def load() -> float:
+    """How busy the machine is: runnable tasks per core over the last minute (0 if unknown)."""
+    try:
+        return os.getloadavg()[0] / (os.cpu_count() or 1)
+    except OSError:
+        return 0.0
 
 
 def quiet() -> float:
     """How long everyone must stay put now, given how busy the machine is."""
-    try:
-        busy = os.getloadavg()[0] > (os.cpu_count() or 1)
-    except OSError:
-        busy = False
-    return BUSY_QUIET if busy else QUIET
+    return BUSY_QUIET if load() > 1 else QUIET
+
+
+def stretch() -> float:
+    """How many times its deadline a test may take now: 1 while a core is free; on a busier
+    machine, as many times as each core has tasks to run (a correct solution slowed down by
+    other work is not a hang), at most STRETCH_MAX."""
+    return min(STRETCH_MAX, max(1.0, load()))
 
 
 _INFRA: Final = ("resource_tracker", "forkserver")
