@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import textwrap
 
 import pytest
@@ -126,6 +127,20 @@ def test_the_header_names_the_target_start_method_and_seed(pytester):
     result.stdout.fnmatch_lines(
         ["katas: target katas, start method spawn, seed 1234 (--kata-seed=1234)"]
     )
+
+
+def test_under_xdist_every_replay_carries_the_seed_the_header_names(pytester):
+    wrong = "def test_wrong_{n}(kata):\n    assert kata.answer() == {n}\n"
+    tests = "".join(wrong.format(n=n) for n in range(4))
+    _kata(pytester, tests=tests)
+    result = pytester.runpytest_subprocess("katas/demo", "-n", "2")
+    result.assert_outcomes(failed=4)
+    output = result.stdout.str()
+    header = re.search(r"^katas: .*, seed (\d+) \(--kata-seed=\1\)$", output, re.MULTILINE)
+    assert header is not None, output
+    replays = re.findall(r"^Replay: .*--kata-seed=(\d+)", output, re.MULTILINE)
+    assert len(replays) == 4, output
+    assert set(replays) == {header.group(1)}, "each xdist worker drew a seed of its own"
 
 
 @pytest.mark.parametrize("method", ["fork", "spawn", "forkserver"])

@@ -94,8 +94,7 @@ def pytest_configure(config: pytest.Config) -> None:
     except catalog.KataError as exc:
         raise pytest.UsageError(str(exc)) from None
     _check_kata_args(config)
-    seed = settings.resolve(config, "kata_seed")
-    config.stash[_SEED] = seed if seed is not None else random.SystemRandom().randrange(1 << 32)
+    config.stash[_SEED] = _decide_seed(config)
     config.pluginmanager.register(report, "katas-report")
     config.pluginmanager.register(board, "katas-board")
     feedback.register(config)  # a hang's task stops there; each failure is shown once
@@ -108,6 +107,26 @@ def pytest_configure(config: pytest.Config) -> None:
     if not hasattr(config, "workerinput"):  # the controller grades; xdist workers only report
         grades = session.GradingSession(config, settings.resolve(config, "kata_report"), fmt)
         config.pluginmanager.register(grades, "katas-grading")
+
+
+_WORKER_SEED = "kata_seed"  # the key of the controller's seed in an xdist worker's input
+
+
+def _decide_seed(config: pytest.Config) -> int:
+    """One seed for the whole run: the option's, else a new one drawn by the controller.
+    An xdist worker takes the controller's (handed over in pytest_configure_node), so that
+    the header's seed is the one every replay command carries."""
+    workerinput: dict[str, Any] | None = getattr(config, "workerinput", None)
+    if workerinput is not None and _WORKER_SEED in workerinput:
+        return int(workerinput[_WORKER_SEED])
+    seed: int | None = settings.resolve(config, "kata_seed")
+    return seed if seed is not None else random.SystemRandom().randrange(1 << 32)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_configure_node(node: Any) -> None:
+    """xdist, in the controller: hand each worker the run's seed."""
+    node.workerinput[_WORKER_SEED] = node.config.stash[_SEED]
 
 
 @pytest.hookimpl(tryfirst=True)
