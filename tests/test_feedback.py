@@ -257,6 +257,14 @@ def test_a_test_not_run_fails_in_the_report_and_says_why(pytester, fmt):
     result = _run(pytester, f"--kata-report={path}", f"--kata-report-format={fmt}")
     assert result.ret == pytest.ExitCode.TESTS_FAILED
     report = json.loads(path.read_text(encoding="utf-8"))
+    if fmt == "classroom":  # a point per entry: the hung task's say why, the other passed
+        hung = [t for t in report["tests"] if t["name"].startswith("demo task 1 ")]
+        assert {t["status"] for t in hung} == {"fail"} and sum(t["score"] for t in hung) == 0
+        assert hung[0]["message"].startswith("failed: test_first (HANG), test_second (fail)")
+        assert "not run: test_first of the same task hung" not in hung[0]["message"]
+        other = [t for t in report["tests"] if t["name"].startswith("demo task 2 ")]
+        assert {t["status"] for t in other} == {"pass"} and sum(t["score"] for t in other) == 6
+        return
     tests = {t["name"].split(": ")[-1]: t for t in report["tests"]}
     for name in ("test_second", "test_third"):
         assert tests[name]["status"] == "fail"

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from pytest_katas import grade, progress
+from pytest_katas import report as report_formats
 from pytest_katas.catalog import KATA_MANIFEST, Kata, KataError, Task, read_kata
 from pytest_katas.commands import katas_command
 from pytest_katas.messages import N_, _
@@ -187,24 +188,7 @@ def _atomic(path: Path, text: str) -> None:
 
 def classroom(report: dict[str, Any]) -> dict[str, Any]:
     """GitHub Classroom's runner result, from a checked report."""
-    return {
-        "version": 1,
-        "status": report["status"],
-        "max_score": report["max_score"],
-        "tests": [
-            {
-                "name": f"{t['kata']}: {t['name']}",
-                "status": t["status"],
-                "score": t["score"],
-                "message": t.get("message"),
-                "test_code": t.get("test_code") or "",
-                "filename": f"katas/{t['kata']}/test_{t['kata']}.py",
-                "line_no": 0,
-                "duration": 0,
-            }
-            for t in report["tests"]
-        ],
-    }
+    return report_formats.classroom_of(report)
 
 
 def junit(report: dict[str, Any], name: str) -> str:

@@ -356,6 +356,9 @@ def error_report(katas: Sequence[Kata], message: str) -> dict[str, Any]:
                 "max_score": sum(t.points for t in kata.tasks),
                 "tasks_done": 0,
                 "tasks": len(kata.tasks),
+                "status": "error",
+                "message": message,
+                "task_scores": _task_scores(kata, set()),
             }
             for kata in katas
         },
@@ -368,6 +371,9 @@ def _void(report: dict[str, Any], message: str) -> None:
     report["status"], report["message"], report["score"] = "error", message, 0
     for kata in report["katas"].values():
         kata["score"], kata["tasks_done"] = 0, 0
+        kata["status"], kata["message"] = "error", message
+        for task in kata.get("task_scores", []):
+            task["score"] = 0
     for test in report["tests"]:
         test["score"] = 0
 
@@ -435,6 +441,13 @@ def _clean_test(test: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def _task_scores(kata: Kata, done: set[int]) -> list[dict[str, Any]]:
+    return [
+        {"id": t.id, "title": t.title, "points": t.points, "score": t.points if t.id in done else 0}
+        for t in kata.tasks
+    ]
+
+
 def rescore(katas: Sequence[Kata], tests: list[dict[str, Any]]) -> dict[str, Any]:
     """Score per kata from kata.toml: a task counts when every one of its tests is in the
     report and passed (every time it ran). Each test's score and max_score are set to
@@ -460,6 +473,7 @@ def rescore(katas: Sequence[Kata], tests: list[dict[str, Any]]) -> dict[str, Any
             "max_score": sum(t.points for t in kata.tasks),
             "tasks_done": len(done),
             "tasks": len(kata.tasks),
+            "task_scores": _task_scores(kata, done),
         }
     for test in tests:
         if test["kata"] not in per_kata:  # a test of no kata the instructor has

@@ -8,8 +8,10 @@ did not all arrive (its xdist worker crashed, pytest stopped) is a failure, neve
 
 from __future__ import annotations
 
+import ast
 import dataclasses
 import inspect
+import textwrap
 from pathlib import Path
 from typing import Any, Final, final
 
@@ -18,9 +20,17 @@ import pytest
 from pytest_katas.catalog import Kata, Task, kata_at
 from pytest_katas.verdict import Kind
 
-__all__ = ["Gradebook", "KataGrade", "TestGrade", "nodeid_meta", "test_meta"]
+__all__ = [
+    "Gradebook",
+    "KataGrade",
+    "TestGrade",
+    "nodeid_meta",
+    "reported_output",
+    "test_meta",
+]
 
-OUTPUT_LIMIT: Final = 500
+OUTPUT_LIMIT: Final = 500  # characters of a test's output in a report (Exercism's limit)
+TRUNCATED: Final = "Output was truncated. Please limit to 500 chars"  # Exercism's own words
 _RANK: Final = {"pass": 0, "skip": 1, "fail": 2, "error": 3}
 _PHASES: Final = ("setup", "call", "teardown")
 
@@ -46,12 +56,32 @@ class TestGrade:
     phases: set[str] = dataclasses.field(default_factory=set)  # the reports that arrived
 
 
+def reported_output(output: str) -> str | None:
+    """A test's output as Exercism wants it: at most OUTPUT_LIMIT characters, then the
+    notice that it was cut."""
+    if len(output) <= OUTPUT_LIMIT:
+        return output or None
+    return f"{output[:OUTPUT_LIMIT]}\n\n{TRUNCATED}"
+
+
+def _body(source: str) -> str:
+    """The body of a test function's source, dedented: what Exercism calls its test code."""
+    try:
+        function = ast.parse(textwrap.dedent(source)).body[0]
+    except (SyntaxError, IndexError):
+        return source
+    if not isinstance(function, (ast.FunctionDef, ast.AsyncFunctionDef)) or not function.body:
+        return source
+    lines = textwrap.dedent(source).splitlines()
+    return textwrap.dedent("\n".join(lines[function.body[0].lineno - 1 :])).strip("\n")
+
+
 def test_meta(item: pytest.Item, kata: Kata) -> dict[str, Any]:
     """What the controller needs to grade ``item``, attached to its reports by the worker."""
     task = _task_from_markers(item) or kata.task_of(item.name)
     function = getattr(item, "function", None)
     try:
-        code = inspect.getsource(function) if function is not None else ""
+        code = _body(inspect.getsource(function)) if function is not None else ""
     except (OSError, TypeError):
         code = ""
     return {
@@ -237,7 +267,8 @@ class Gradebook:
             grade.seed = outcome.get("seed")
         output = (report.capstdout + report.capstderr).strip()
         if output:
-            grade.output = (grade.output + output)[-OUTPUT_LIMIT:]
+            # One character past the limit is enough to know that it was cut.
+            grade.output = (grade.output + output)[: OUTPUT_LIMIT + 1]
         grades.rescore()
         return grade
 

@@ -10,13 +10,22 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 import pytest
 
-from pytest_katas.grading import Gradebook, TestGrade
+from pytest_katas.grading import Gradebook, TestGrade, reported_output
 
-__all__ = ["FORMATS", "classroom", "exercism", "write_error_report", "write_report"]
+__all__ = [
+    "FORMATS",
+    "classroom",
+    "classroom_of",
+    "exercism",
+    "write_error_report",
+    "write_report",
+]
+
+MESSAGE_LIMIT: Final = 1024  # characters of a Classroom entry's message: its headline and more
 
 FORMATS = ("exercism", "classroom")
 
@@ -39,7 +48,7 @@ def exercism(gradebook: Gradebook) -> dict[str, Any]:
                     "name": test.name,
                     "status": _test_status(test),
                     "message": test.message or None,
-                    "output": test.output[:500] or None,
+                    "output": reported_output(test.output),
                     "test_code": test.test_code,
                     "task_id": test.task_id,
                     "kata": test.kata,
@@ -68,34 +77,90 @@ def exercism(gradebook: Gradebook) -> dict[str, Any]:
         },
         "tests": tests,
     }
+    for kata in gradebook.ordered():
+        data["katas"][kata.kata.name]["task_scores"] = [
+            {
+                "id": task.id,
+                "title": task.title,
+                "points": task.points,
+                "score": task.points if kata.task_done(task) else 0,
+            }
+            for task in kata.kata.tasks
+        ]
+    return data
+
+
+def _cap(text: str) -> str:
+    if len(text) <= MESSAGE_LIMIT:
+        return text
+    return text[:MESSAGE_LIMIT].rstrip() + "\n... (cut here: the run's output has all of it)"
+
+
+def _task_message(kata: dict[str, Any], tests: list[dict[str, Any]]) -> str:
+    """Why a task scored 0: its kata's problem, or which of its tests failed and the first
+    one's message (capped)."""
+    if kata.get("status") == "error" and kata.get("message"):
+        return _cap(str(kata["message"]))
+    failing = [t for t in tests if t["status"] != "pass"]
+    if not failing:
+        return "not every test of this task ran"
+    names = ", ".join(
+        f"{t['name']} ({t['failure_class'].upper() if t.get('failure_class') else t['status']})"
+        for t in failing
+    )
+    first = str(failing[0].get("message") or "").strip()
+    return _cap(f"failed: {names}\n\n{failing[0]['name']}: {first}")
+
+
+def classroom_of(report: dict[str, Any]) -> dict[str, Any]:
+    """GitHub Classroom's runner result, from an Exercism-style report (ours, or the one
+    ``katas grade`` checked).
+
+    Its reporter adds up the entries' scores for the grade it sends, but its summary table
+    scores a runner as the share of entries that passed. So that both say the same, exactly,
+    every entry is worth one point: a task of 3 points is 3 entries, all passed when the
+    task is done (all its tests passed, however often they ran) and all failed otherwise."""
+    entries = []
+    for name, kata in report.get("katas", {}).items():
+        errored = kata.get("status", report["status"]) == "error"
+        for task in kata.get("task_scores", []):
+            done = task["score"] == task["points"]
+            tests = [
+                t for t in report["tests"] if t["kata"] == name and t.get("task_id") == task["id"]
+            ]
+            message = None if done else _task_message(kata, tests)
+            points = task["points"]
+            for point in range(1, points + 1):
+                label = f"{name} task {task['id']} ({point}/{points})"
+                entries.append(
+                    {
+                        "name": f"{label}: {task['title']}",
+                        "status": "pass" if done else "error" if errored else "fail",
+                        "score": 1 if done else 0,
+                        "message": message
+                        if point == 1 or message is None
+                        else (f"see {name} task {task['id']} (1/{points})"),
+                        "test_code": "\n".join(t["name"] for t in tests),
+                        "filename": f"katas/{name}/test_{name}.py",
+                        "line_no": 0,
+                        "duration": 0,
+                    }
+                )
+    data: dict[str, Any] = {
+        "version": 1,
+        "status": report["status"],
+        "max_score": report["max_score"],
+        "tests": entries,
+    }
+    if data["status"] == "error":
+        data["message"] = _cap(str(report.get("message") or "the run could not be graded"))
     return data
 
 
 def classroom(gradebook: Gradebook) -> dict[str, Any]:
     """What GitHub Classroom's autograding reporter reads from a runner's ``result``, and
     the message when the status is "error"."""
-    data: dict[str, Any] = {
-        "version": 1,
-        "status": gradebook.status(),
-        "max_score": gradebook.max_score,
-        "tests": [
-            {
-                "name": f"{test.kata}: {test.name}",
-                "status": _test_status(test),
-                "score": test.score,
-                "message": test.message or None,
-                "test_code": test.test_code,
-                "filename": test.filename,
-                "line_no": test.line_no,
-                "duration": round(test.duration * 1000),
-            }
-            for kata in gradebook.ordered()
-            for test in kata.ordered()
-        ],
-    }
-    if data["status"] == "error":
-        data["message"] = gradebook.message()
-    return data
+    return classroom_of(exercism(gradebook))
 
 
 @pytest.hookimpl(trylast=True)
