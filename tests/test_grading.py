@@ -90,6 +90,16 @@ def test_output_past_500_characters_is_cut_with_exercisms_notice(pytester):
     assert report["tests"][1]["output"] is None
 
 
+def test_collect_only_leaves_the_last_report_alone(pytester):
+    _demo(pytester)
+    _, before = _report(pytester)
+    path = pytester.path / "report.json"
+    result = pytester.runpytest_subprocess("katas", "--co", f"--kata-report={path}")
+    assert result.ret == pytest.ExitCode.OK
+    assert json.loads(path.read_text(encoding="utf-8")) == before
+    result.stdout.fnmatch_lines(["kata report: not written (* is left as it was): no test runs*"])
+
+
 def test_an_untouched_stub_scores_zero(pytester):
     _demo(
         pytester,

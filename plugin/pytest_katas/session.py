@@ -190,7 +190,14 @@ class GradingSession:
 
     def __init__(self, config: pytest.Config, report: str | None, fmt: str) -> None:
         self.config = config
-        self.report = report
+        option = config.option
+        # --collect-only, --setup-only, --setup-plan: no test runs, so nothing is graded and
+        # the report a real run wrote is left alone.
+        self.runs_tests = not any(
+            getattr(option, o, False) for o in ("collectonly", "setuponly", "setupplan")
+        )
+        self.report = report if self.runs_tests else None
+        self.report_skipped = report if not self.runs_tests else None
         self.fmt = fmt
         self.gradebook = Gradebook()
         self.unscheduled: list[str] = []  # passed under noise: the plugin could not schedule
@@ -271,11 +278,15 @@ class GradingSession:
             terminalreporter.write_line(f"NOTE: {note}", yellow=True)
         if self.report is not None:
             terminalreporter.write_line(f"kata report ({self.fmt}): {self.report}")
+        elif self.report_skipped is not None:
+            terminalreporter.write_line(
+                f"kata report: not written ({self.report_skipped} is left as it was): "
+                "no test runs in this mode"
+            )
 
     @pytest.hookimpl(trylast=True)
     def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
-        option = self.config.option
-        ran = not any(getattr(option, o, False) for o in ("collectonly", "setuponly", "setupplan"))
+        ran = self.runs_tests
         for grade in self.gradebook.finish() if ran else ():  # results that never all came
             self._graded(grade)
         if ran and self.progress is not None:  # for `katas list`: only finished tests count
