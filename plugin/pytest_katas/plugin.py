@@ -381,9 +381,13 @@ def pytest_runtest_makereport(
 
 @pytest.hookimpl(trylast=True)
 def pytest_kata_classify(report: pytest.TestReport, outcome: dict[str, Any] | None) -> Kind | None:
-    """The built-in classes: the supervisor's verdict, else a plain assertion is WRONG."""
+    """The built-in classes: the supervisor's verdict; a test stopped by pytest-timeout
+    (whose deadline came before ours) is a HANG; else a plain assertion is WRONG."""
     if outcome is not None and outcome.get("kind"):
         return Kind[str(outcome["kind"]).upper()]
     if report.when == "call":
+        text = report.longreprtext
+        if "Timeout (>" in text and "pytest-timeout" in text:
+            return Kind.HANG
         return Kind.WRONG
     return None
