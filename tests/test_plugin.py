@@ -101,22 +101,24 @@ def test_a_missing_function_says_what_the_kata_expects(pytester):
 
 
 def test_the_marker_beats_the_option_which_beats_the_kata_toml(pytester):
+    # A 5 s nap: the marker's 30 s allow it; the option's 1 s do not, even stretched three
+    # times on a busy machine.
     _kata(
         pytester,
         impl="import time\ndef answer(wait):\n    time.sleep(wait)\n    return 42\n",
         tests="""
         import pytest
-        @pytest.mark.kata_timeout(4)
-        def test_marker_allows_two_seconds(kata):
-            assert kata.answer(2) == 42
-        def test_option_allows_two_seconds(kata):
-            assert kata.answer(2) == 42
+        @pytest.mark.kata_timeout(30)
+        def test_marker_allows_five_seconds(kata):
+            assert kata.answer(5) == 42
+        def test_option_allows_five_seconds(kata):
+            assert kata.answer(5) == 42
         """,
-        timeout=1,
+        timeout=2,
     )
-    result = pytester.runpytest_subprocess("katas/demo", "--kata-timeout=0.5")
+    result = pytester.runpytest_subprocess("katas/demo", "--kata-timeout=1")
     result.assert_outcomes(passed=1, failed=1)
-    result.stdout.fnmatch_lines(["*test_option_allows_two_seconds*HANG*"])
+    result.stdout.fnmatch_lines(["*test_option_allows_five_seconds*HANG*"])
 
 
 def test_the_header_names_the_target_start_method_and_seed(pytester):

@@ -325,9 +325,12 @@ def _watch(watch: _Watch, fds: dict[int, int]) -> Outcome:
         if watch.elapsed >= stop_at:
             if stop_at == watch.deadline == timeout and waits.stretch() > 1:
                 # The deadline passed on a busy machine: give the test its share of the time
-                # the other work took, once, before calling it a hang.
+                # the other work took, once, before calling it a hang. Whether it is still
+                # moving (SLOW) or stuck (HANG) is then judged over that extra time alone.
                 watch.busy_load, watch.deadline = waits.load(), timeout * waits.stretch()
                 stop_at = watch.deadline
+                sample_at = watch.elapsed + (stop_at - watch.elapsed) / 2
+                watch.first_sample = {}
                 continue
             return _hang(watch)
     _drain(watch, fds)
