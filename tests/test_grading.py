@@ -243,7 +243,12 @@ def mul(a, b):
     for args in ((), ("-n", "2")):
         (pytester.path / "tried").unlink(missing_ok=True)
         result, report = _report(pytester, "--reruns", "1", *args)
-        assert result.parseoutcomes() == {"passed": 3, "rerun": 1}
+        outcomes = result.parseoutcomes()  # (a warning or two may come along)
+        assert (outcomes.get("passed"), outcomes.get("rerun"), outcomes.get("failed")) == (
+            3,
+            1,
+            None,
+        )
         assert (report["status"], report["score"]) == ("pass", 10), args
         assert {t["status"] for t in report["tests"]} == {"pass"}
     (pytester.path / "tried").unlink()
