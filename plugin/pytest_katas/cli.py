@@ -173,7 +173,8 @@ def _write(path: Path, report: dict[str, Any], fmt: str, name: str) -> None:
     if fmt == "junit":
         text = junit(report, name)
     elif fmt == "classroom":
-        text = json.dumps(classroom(report), indent=2, ensure_ascii=False) + "\n"
+        text = json.dumps(report_formats.classroom_of(report), indent=2, ensure_ascii=False)
+        text += "\n"
     else:
         text = json.dumps(report, indent=2, ensure_ascii=False) + "\n"
     _atomic(path, text)
@@ -184,11 +185,6 @@ def _atomic(path: Path, text: str) -> None:
     temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     temporary.write_text(text, encoding="utf-8")
     os.replace(temporary, path)
-
-
-def classroom(report: dict[str, Any]) -> dict[str, Any]:
-    """GitHub Classroom's runner result, from a checked report."""
-    return report_formats.classroom_of(report)
 
 
 def junit(report: dict[str, Any], name: str) -> str:

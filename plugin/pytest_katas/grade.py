@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any, Final, final
 
 import pytest_katas
-from pytest_katas import box, catalog, manifest, waits
+from pytest_katas import box, catalog, grading, manifest, waits
 from pytest_katas.catalog import Kata, KataError
 
 __all__ = ["GradeOptions", "Graded", "grade_all", "grade_one", "stage"]
@@ -358,7 +358,7 @@ def error_report(katas: Sequence[Kata], message: str) -> dict[str, Any]:
                 "tasks": len(kata.tasks),
                 "status": "error",
                 "message": message,
-                "task_scores": _task_scores(kata, set()),
+                "task_scores": grading.task_scores(kata, ()),
             }
             for kata in katas
         },
@@ -441,13 +441,6 @@ def _clean_test(test: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _task_scores(kata: Kata, done: set[int]) -> list[dict[str, Any]]:
-    return [
-        {"id": t.id, "title": t.title, "points": t.points, "score": t.points if t.id in done else 0}
-        for t in kata.tasks
-    ]
-
-
 def rescore(katas: Sequence[Kata], tests: list[dict[str, Any]]) -> dict[str, Any]:
     """Score per kata from kata.toml: a task counts when every one of its tests is in the
     report and passed (every time it ran). Each test's score and max_score are set to
@@ -473,7 +466,7 @@ def rescore(katas: Sequence[Kata], tests: list[dict[str, Any]]) -> dict[str, Any
             "max_score": sum(t.points for t in kata.tasks),
             "tasks_done": len(done),
             "tasks": len(kata.tasks),
-            "task_scores": _task_scores(kata, done),
+            "task_scores": grading.task_scores(kata, done),
         }
     for test in tests:
         if test["kata"] not in per_kata:  # a test of no kata the instructor has

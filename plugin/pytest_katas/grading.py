@@ -12,6 +12,7 @@ import ast
 import dataclasses
 import inspect
 import textwrap
+from collections.abc import Collection
 from pathlib import Path
 from typing import Any, Final, final
 
@@ -26,6 +27,7 @@ __all__ = [
     "TestGrade",
     "nodeid_meta",
     "reported_output",
+    "task_scores",
     "test_meta",
 ]
 
@@ -54,6 +56,15 @@ class TestGrade:
     max_score: float = 0.0
     score: float = 0.0
     phases: set[str] = dataclasses.field(default_factory=set)  # the reports that arrived
+
+
+def task_scores(kata: Kata, done: Collection[int]) -> list[dict[str, Any]]:
+    """Each task of ``kata`` with its points, scored all or nothing: the tasks in ``done``
+    score their points, the others 0. (Reports carry these; see report.classroom_of.)"""
+    return [
+        {"id": t.id, "title": t.title, "points": t.points, "score": t.points if t.id in done else 0}
+        for t in kata.tasks
+    ]
 
 
 def reported_output(output: str) -> str | None:

@@ -335,13 +335,8 @@ def _meta(item: pytest.Item) -> dict[str, Any] | None:
     return item.stash[_META] or None
 
 
+# Our JUnit <property> names: set once per attempt, however often a test runs.
 _PROPERTIES: Final = ("kata", "kata_task", "kata_failure_class", "kata_seed", "kata_explored")
-
-
-def _set_property(item: pytest.Item, name: str, value: object) -> None:
-    """Set the JUnit <property> ``name`` of ``item``: once, however often the test runs."""
-    item.user_properties[:] = [p for p in item.user_properties if p[0] != name]
-    item.user_properties.append((name, value))
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -350,8 +345,8 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
     item.user_properties[:] = [p for p in item.user_properties if p[0] not in _PROPERTIES]
     meta = _meta(item)
     if meta is not None:  # shown by --junitxml as <property> elements
-        _set_property(item, "kata", Path(meta["kata_dir"]).name)
-        _set_property(item, "kata_task", meta["task"])
+        item.user_properties.append(("kata", Path(meta["kata_dir"]).name))
+        item.user_properties.append(("kata_task", meta["task"]))
 
 
 @pytest.hookimpl(hookwrapper=True)
@@ -371,12 +366,12 @@ def pytest_runtest_makereport(
         report.longrepr = outcome.text()
     # --junitxml writes the properties of the teardown report, which copies the item's.
     if outcome.kind is not None:
-        _set_property(item, "kata_failure_class", outcome.kind.name.lower())
+        item.user_properties.append(("kata_failure_class", outcome.kind.name.lower()))
     if outcome.seed is not None:
-        _set_property(item, "kata_seed", outcome.seed)
+        item.user_properties.append(("kata_seed", outcome.seed))
     if outcome.explored:  # shown by -rA, and kept in the JUnit XML
         report.sections.append(("kata schedules", "\n".join(outcome.explored)))
-        _set_property(item, "kata_explored", "; ".join(outcome.explored))
+        item.user_properties.append(("kata_explored", "; ".join(outcome.explored)))
 
 
 @pytest.hookimpl(trylast=True)

@@ -14,7 +14,7 @@ from typing import Any, Final
 
 import pytest
 
-from pytest_katas.grading import Gradebook, TestGrade, reported_output
+from pytest_katas.grading import Gradebook, TestGrade, reported_output, task_scores
 
 __all__ = [
     "FORMATS",
@@ -78,15 +78,8 @@ def exercism(gradebook: Gradebook) -> dict[str, Any]:
         "tests": tests,
     }
     for kata in gradebook.ordered():
-        data["katas"][kata.kata.name]["task_scores"] = [
-            {
-                "id": task.id,
-                "title": task.title,
-                "points": task.points,
-                "score": task.points if kata.task_done(task) else 0,
-            }
-            for task in kata.kata.tasks
-        ]
+        done = {task.id for task in kata.kata.tasks if kata.task_done(task)}
+        data["katas"][kata.kata.name]["task_scores"] = task_scores(kata.kata, done)
     return data
 
 

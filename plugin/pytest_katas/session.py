@@ -196,8 +196,8 @@ class GradingSession:
         self.runs_tests = not any(
             getattr(option, o, False) for o in ("collectonly", "setuponly", "setupplan")
         )
+        self.requested = report
         self.report = report if self.runs_tests else None
-        self.report_skipped = report if not self.runs_tests else None
         self.fmt = fmt
         self.gradebook = Gradebook()
         self.unscheduled: list[str] = []  # passed under noise: the plugin could not schedule
@@ -278,9 +278,9 @@ class GradingSession:
             terminalreporter.write_line(f"NOTE: {note}", yellow=True)
         if self.report is not None:
             terminalreporter.write_line(f"kata report ({self.fmt}): {self.report}")
-        elif self.report_skipped is not None:
+        elif self.requested is not None:
             terminalreporter.write_line(
-                f"kata report: not written ({self.report_skipped} is left as it was): "
+                f"kata report: not written ({self.requested} is left as it was): "
                 "no test runs in this mode"
             )
 

@@ -323,11 +323,12 @@ def _watch(watch: _Watch, fds: dict[int, int]) -> Outcome:
             watch.first_sample = _sample(watch)
             watch.first_sample_at = time.monotonic()
         if watch.elapsed >= stop_at:
-            if stop_at == watch.deadline == timeout and waits.stretch() > 1:
+            factor = waits.stretch() if stop_at == watch.deadline == timeout else 1.0
+            if factor > 1:
                 # The deadline passed on a busy machine: give the test its share of the time
                 # the other work took, once, before calling it a hang. Whether it is still
                 # moving (SLOW) or stuck (HANG) is then judged over that extra time alone.
-                watch.busy_load, watch.deadline = waits.load(), timeout * waits.stretch()
+                watch.busy_load, watch.deadline = waits.load(), timeout * factor
                 stop_at = watch.deadline
                 sample_at = watch.elapsed + (stop_at - watch.elapsed) / 2
                 watch.first_sample = {}
