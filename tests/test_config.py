@@ -361,3 +361,76 @@ def test_a_report_path_that_cannot_be_written_is_a_usage_error_before_any_test(p
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines(["ERROR: --kata-report=afile/report.json: the report cannot be*"])
     assert "passed" not in result.stdout.str()
+
+
+# -- the settings object: resolved once, typed, with a per-test overlay -----------------------
+
+
+class _Item:
+    """What the overlay reads of a test: its markers."""
+
+    def __init__(self, **marks):
+        self.marks = {name: getattr(pytest.mark, name)(value).mark for name, value in marks.items()}
+
+    def get_closest_marker(self, name):
+        return self.marks.get(name)
+
+
+def test_every_setting_has_one_typed_field_and_loads_to_its_type(pytester):
+    import dataclasses
+    import typing
+
+    fields = {f.name for f in dataclasses.fields(settings.Settings)} - {"given"}
+    assert fields == {name.removeprefix("kata_") for name in settings.SETTINGS}
+    run = settings.load(pytester.parseconfig())
+    hints = typing.get_type_hints(settings.Settings)
+    for name in fields:
+        value, expected = getattr(run, name), hints[name]
+        allowed = typing.get_args(expected) or (expected,)
+        assert isinstance(value, allowed), (name, value, expected)
+    assert run.given == frozenset()
+
+
+def test_settings_are_resolved_once_per_run(pytester, monkeypatch):
+    config = pytester.parseconfig("--kata-timeout=3")
+    run = settings.load(config)
+    monkeypatch.setenv("PYTEST_KATA_STRESS_BUDGET", "7")
+    assert settings.of(config) is run
+    assert (run.timeout, run.stress_budget, run.given) == (3.0, 2.0, frozenset({"kata_timeout"}))
+
+
+@pytest.mark.parametrize(
+    ("args", "env", "ini", "marker", "kata", "expected"),
+    [
+        ((), None, None, None, None, 10.0),  # the default
+        ((), None, "5", None, None, 5.0),  # the ini file
+        ((), None, "5", None, 2, 2.0),  # the kata's kata.toml beats the ini file
+        ((), "4", "5", None, 2, 4.0),  # the environment beats the kata
+        (("--kata-timeout=3",), "4", "5", None, 2, 3.0),  # the option beats the environment
+        (("--kata-timeout=3",), "4", "5", 30, 2, 30.0),  # the test's marker beats all
+    ],
+)
+def test_a_tests_deadline_follows_the_documented_precedence(
+    pytester, monkeypatch, args, env, ini, marker, kata, expected
+):
+    if ini is not None:
+        pytester.makeini(f"[pytest]\nkata_timeout = {ini}\n")
+    if env is not None:
+        monkeypatch.setenv("PYTEST_KATA_TIMEOUT", env)
+    run = settings.load(pytester.parseconfig(*args))
+    item = _Item(kata_timeout=marker) if marker is not None else _Item()
+    assert run.timeout_for(item, kata) == expected
+
+
+def test_a_katas_explore_marker_is_a_default_that_the_command_line_overrides(pytester):
+    item = _Item(kata_explore="pct")
+    assert settings.load(pytester.parseconfig()).explore_for(item) == "pct"
+    assert settings.load(pytester.parseconfig()).explore_for(_Item()) == "dfs"
+    chosen = settings.load(pytester.parseconfig("--kata-explore=random"))
+    assert chosen.explore_for(item) == "random"
+
+
+def test_a_stress_budget_marker_beats_the_option(pytester):
+    run = settings.load(pytester.parseconfig("--kata-stress-budget=1"))
+    assert run.stress_budget_for(_Item(kata_stress_budget=0.5)) == 0.5
+    assert run.stress_budget_for(_Item()) == 1.0

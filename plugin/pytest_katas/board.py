@@ -69,7 +69,7 @@ def _points(score: int | float, max_score: int | float) -> str:
 def _learners(config: pytest.Config, gradebook: Gradebook) -> bool:
     """Whether this run tested the learner's own files (``--kata-target=katas``, or a path
     that leads to them), not the reference solutions or another folder."""
-    target = str(settings.resolve(config, "kata_target"))
+    target = settings.of(config).target
     if target == "katas":
         return True
     for grade in gradebook.ordered():
@@ -86,7 +86,7 @@ def _learners(config: pytest.Config, gradebook: Gradebook) -> bool:
 def _heading(config: pytest.Config, learners: bool) -> str:
     if learners:
         return _("kata board")
-    target = str(settings.resolve(config, "kata_target"))
+    target = settings.of(config).target
     if target == "solutions":
         return _("kata board: reference solutions (not your progress)")
     return _("kata board: {target} (not your progress)").format(target=target)

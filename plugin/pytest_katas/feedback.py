@@ -87,7 +87,7 @@ class Feedback:
 
     def __init__(self, config: pytest.Config) -> None:
         self.config = config
-        self.keep_going = bool(settings.resolve(config, "kata_keep_going"))
+        self.keep_going = settings.of(config).keep_going
         self.controller = not hasattr(config, "workerinput")
         self.stops: dict[tuple[str, int | None], _Stop] = {}
         self.hung: list[str] = []  # controller: the folders of the katas where a test hung

@@ -137,7 +137,7 @@ def choose(config: pytest.Config) -> str:
     chosen = getattr(config, _CHOSEN_KEY, None)
     if isinstance(chosen, str):
         return chosen
-    lang = str(settings.resolve(config, "kata_lang"))
+    lang = settings.of(config).lang
     before_env, before_lang = os.environ.get(ENV), _language
     if _from_environment() != lang:  # --kata-lang or the ini key: children cannot see those
         os.environ[ENV] = lang

@@ -86,26 +86,21 @@ def pytest_configure(config: pytest.Config) -> None:
     config.pluginmanager.register(session.RunChecks(config), "katas-checks")  # first: see there
     for marker in MARKERS:
         config.addinivalue_line("markers", marker)
-    for name in settings.SETTINGS:
-        settings.resolve(config, name)  # a bad value fails now, before any test runs
+    settings.check_run(config)  # every setting resolved once: a bad value fails now
     messages.choose(config)  # the run's language, before any test runs or process starts
-    try:
-        catalog.check_target_option(settings.resolve(config, "kata_target"))
-    except catalog.KataError as exc:
-        raise pytest.UsageError(str(exc)) from None
     _check_kata_args(config)
     config.stash[_SEED] = _decide_seed(config)
     config.pluginmanager.register(report, "katas-report")
     config.pluginmanager.register(board, "katas-board")
     feedback.register(config)  # a hang's task stops there; each failure is shown once
-    fmt = settings.resolve(config, "kata_report_format")
+    fmt = settings.of(config).report_format
     if fmt not in report.FORMATS and len(config.hook.pytest_kata_report.get_hookimpls()) == 1:
         raise pytest.UsageError(
             f"--kata-report-format={fmt}: there is no such format; use "
             f"{' or '.join(report.FORMATS)}, or install a plugin that adds one"
         )
     if not hasattr(config, "workerinput"):  # the controller grades; xdist workers only report
-        grades = session.GradingSession(config, settings.resolve(config, "kata_report"), fmt)
+        grades = session.GradingSession(config, settings.of(config).report, fmt)
         config.pluginmanager.register(grades, "katas-grading")
 
 
@@ -119,7 +114,7 @@ def _decide_seed(config: pytest.Config) -> int:
     workerinput: dict[str, Any] | None = getattr(config, "workerinput", None)
     if workerinput is not None and _WORKER_SEED in workerinput:
         return int(workerinput[_WORKER_SEED])
-    seed: int | None = settings.resolve(config, "kata_seed")
+    seed = settings.of(config).seed
     return seed if seed is not None else random.SystemRandom().randrange(1 << 32)
 
 
@@ -132,12 +127,13 @@ def pytest_configure_node(node: Any) -> None:
 @pytest.hookimpl(tryfirst=True)
 def pytest_cmdline_main(config: pytest.Config) -> int | None:
     """``--kata-hint=N`` shows the next hint of task N, then exits without running tests."""
-    task_id = config.getoption("kata_hint")
-    if task_id is None:
+    if config.getoption("kata_hint") is None:
         return None
     config._do_configure()
     try:
-        return _show_hint(config, settings.resolve(config, "kata_hint"))
+        task_id = settings.of(config).hint
+        assert task_id is not None  # given on the command line, checked at configure
+        return _show_hint(config, task_id)
     finally:
         config._ensure_unconfigure()
 
@@ -195,9 +191,9 @@ def pytest_unconfigure(config: pytest.Config) -> None:
 
 def pytest_report_header(config: pytest.Config) -> str:
     seed = config.stash[_SEED]
-    method = settings.resolve(config, "kata_start_method")
-    target = settings.resolve(config, "kata_target")
-    return f"katas: target {target}, start method {method}, seed {seed} (--kata-seed={seed})"
+    run = settings.of(config)
+    method = run.start_method
+    return f"katas: target {run.target}, start method {method}, seed {seed} (--kata-seed={seed})"
 
 
 def _target(request: pytest.FixtureRequest) -> KataTarget:
@@ -210,7 +206,7 @@ def _target(request: pytest.FixtureRequest) -> KataTarget:
                 f"{catalog.KATA_MANIFEST} in the test's folder",
                 pytrace=False,
             )
-        target = settings.resolve(request.config, "kata_target")
+        target = settings.of(request.config).target
         return KataTarget(kata, catalog.resolve_target(kata, target))
     except catalog.KataError as exc:
         pytest.fail(str(exc), pytrace=False)
@@ -229,27 +225,20 @@ def kata(request: pytest.FixtureRequest) -> KataTarget:
 @pytest.fixture
 def kata_start_method(request: pytest.FixtureRequest) -> str:
     """The multiprocessing start method learner code runs under in this test."""
-    return str(settings.resolve(request.config, "kata_start_method"))
+    return settings.of(request.config).start_method
 
 
 def _replay_command(item: pytest.Item) -> list[str]:
-    config = item.config
+    run = settings.of(item.config)
     return [
         *commands.argv("pytest"),  # as this environment's pytest is called from here
         item.nodeid,
-        f"--kata-seed={config.stash[_SEED]}",
-        f"--kata-start-method={settings.resolve(config, 'kata_start_method')}",
-        f"--kata-target={settings.resolve(config, 'kata_target')}",
-        *(
-            f"--{name.replace('_', '-')}=off"
-            for name in ("kata_noise", "kata_trace")
-            if not settings.resolve(config, name)
-        ),
-        *(
-            ["--kata-scheduler=noise"]
-            if settings.resolve(config, "kata_scheduler") == "noise"
-            else []
-        ),
+        f"--kata-seed={item.config.stash[_SEED]}",
+        f"--kata-start-method={run.start_method}",
+        f"--kata-target={run.target}",
+        *([] if run.noise else ["--kata-noise=off"]),
+        *([] if run.trace else ["--kata-trace=off"]),
+        *(["--kata-scheduler=noise"] if run.scheduler == "noise" else []),
     ]
 
 
@@ -260,13 +249,10 @@ def kata_stress(request: pytest.FixtureRequest) -> stress.Stress:
     ``kata_stress.run(scenario, check)``: see :class:`pytest_katas.stress.Stress`.
     """
     item = request.node
-    budget = settings.resolve(
-        request.config, "kata_stress_budget", item.get_closest_marker("kata_stress_budget")
-    )
+    run = settings.of(request.config)
     seed = request.config.stash[_SEED]
-    noisy = settings.resolve(request.config, "kata_noise")
     target = _target(request)
-    tracing = settings.resolve(request.config, "kata_trace")
+    tracing = run.trace
 
     def audit() -> findings.Finding | None:  # called in the test's sandbox, not here
         rundir = RunDir.current()
@@ -274,30 +260,26 @@ def kata_stress(request: pytest.FixtureRequest) -> stress.Stress:
             return None
         return findings.audit(rundir, channel.learner_files(), target.kata.relpath)
 
-    config = request.config
-    marker = item.get_closest_marker("kata_explore")
     exploration = stress.Exploration(
-        scheduler=settings.resolve(config, "kata_scheduler"),
-        # A kata's own choice (the marker) is a default: the command line overrides it.
-        strategy=settings.resolve(config, "kata_explore", None, marker.args[0] if marker else None),
-        bound=settings.resolve(config, "kata_preemptions"),
-        token=settings.resolve(config, "kata_schedule"),
+        scheduler=run.scheduler,
+        strategy=run.explore_for(item),
+        bound=run.preemptions,
+        token=run.schedule,
         deadline=_limits(item, target).timeout,
     )
+    budget = run.stress_budget_for(item)
     return stress.Stress(
-        budget, seed, item.nodeid, _replay_command(item), noisy, audit, exploration
+        budget, seed, item.nodeid, _replay_command(item), run.noise, audit, exploration
     )
 
 
 def _limits(item: pytest.Function, target: KataTarget) -> supervise.Limits:
-    config = item.config
+    run = settings.of(item.config)
     return supervise.Limits(
-        timeout=settings.resolve(
-            config, "kata_timeout", item.get_closest_marker("kata_timeout"), target.kata.timeout
-        ),
-        max_processes=settings.resolve(config, "kata_max_processes"),
-        max_memory=settings.resolve(config, "kata_max_memory"),
-        max_output=settings.resolve(config, "kata_max_output"),
+        timeout=run.timeout_for(item, target.kata.timeout),
+        max_processes=run.max_processes,
+        max_memory=run.max_memory,
+        max_output=run.max_output,
     )
 
 
@@ -309,10 +291,10 @@ def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> bool | None:
     __tracebackhide__ = True
     spec = sandbox.SandboxSpec(
         target=target,
-        start_method=settings.resolve(pyfuncitem.config, "kata_start_method"),
+        start_method=settings.of(pyfuncitem.config).start_method,
         rundir=RunDir.create(),
         replay=_replay_command(pyfuncitem),
-        tracing=settings.resolve(pyfuncitem.config, "kata_trace"),
+        tracing=settings.of(pyfuncitem.config).trace,
     )
     outcome = supervise.supervise(pyfuncitem, spec, _limits(pyfuncitem, target))
     pyfuncitem.stash[_OUTCOME] = outcome

@@ -302,7 +302,7 @@ class RunRecorder:
         from pytest_katas import settings
 
         try:
-            target = settings.resolve(config, "kata_target")
+            target = settings.of(config).target
         except Exception:  # noqa: BLE001 - a bad option is reported elsewhere; record nothing
             return None
         option = config.option

@@ -59,15 +59,6 @@ def kata_roots(config: pytest.Config) -> set[Path]:
     return {folder.parent for folder in kata_folders(config)[0]}
 
 
-def _report_target(config: pytest.Config) -> tuple[str | None, str]:
-    try:
-        return settings.resolve(config, "kata_report"), settings.resolve(
-            config, "kata_report_format"
-        )
-    except pytest.UsageError:
-        return None, "exercism"
-
-
 def item_problem(item: pytest.Item) -> str | None:
     """Why ``item`` cannot be graded as written: its kata's kata.toml is broken, or one of
     its kata markers has a bad value. None for a test outside any kata."""
@@ -130,7 +121,7 @@ class RunChecks:
             raise
 
     def _write_error(self, message: str) -> None:
-        path, fmt = _report_target(self.config)
+        path, fmt = settings.report_target(self.config)
         if self.controller and path is not None:
             with contextlib.suppress(OSError):  # pytest says what is wrong in any case
                 write_error_report(path, fmt, message)

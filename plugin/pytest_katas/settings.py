@@ -25,11 +25,14 @@ from pytest_katas.messages import from_locale, parse_language
 __all__ = [
     "SETTINGS",
     "Setting",
+    "Settings",
     "add_options",
     "check_marker",
     "check_run",
+    "load",
+    "of",
     "parse_size",
-    "resolve",
+    "report_target",
 ]
 
 
@@ -355,36 +358,135 @@ def _ini_where(config: pytest.Config, name: str) -> str:
     return f"ini {name}"
 
 
-def resolve(
+def _resolve(
     config: pytest.Config,
     name: str,
     marker: pytest.Mark | None = None,
     kata_value: Any = None,
-) -> Any:
-    """The value of setting ``name`` for one test, or for the run when no marker is given."""
+) -> tuple[Any, bool]:
+    """The value of setting ``name``, and whether it was given on the command line or in the
+    environment (which beats a kata's own value)."""
     setting = SETTINGS[name]
     if marker is not None and marker.args:
         problem = check_marker(name, marker)
         if problem is not None:
             raise pytest.UsageError(problem)
-        return _parse_typed(setting, marker.args[0], "", "")
+        return _parse_typed(setting, marker.args[0], "", ""), True
     cli = config.getoption(setting.dest)
     if cli is not None:
-        return _parse(setting, cli, setting.option)
+        return _parse(setting, cli, setting.option), True
     env = os.environ.get(setting.env)
     if env:
-        return _parse(setting, env, f"${setting.env}")
+        return _parse(setting, env, f"${setting.env}"), True
     if kata_value is not None:
         subject = f"kata.toml: {name.removeprefix('kata_')} = {show_value(kata_value)}"
-        return _parse_typed(setting, kata_value, subject, "")
+        return _parse_typed(setting, kata_value, subject, ""), False
     if setting.ini:
         ini = config.getini(name)
         if ini not in (None, ""):
             if isinstance(ini, str):
-                return _parse(setting, ini, _ini_where(config, name))
+                return _parse(setting, ini, _ini_where(config, name)), False
             subject = f"{_ini_where(config, name)} = {show_value(ini)}"
-            return _parse_typed(setting, ini, subject, "")
-    return setting.default()
+            return _parse_typed(setting, ini, subject, ""), False
+    return setting.default(), False
+
+
+@final
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    """Every setting of a run, resolved once (``load``), typed. A field is its setting's
+    name without ``kata_``: ``kata_stress_budget`` is ``stress_budget``. The three that a
+    test can change (a marker, or its kata's kata.toml) are read per test through
+    ``timeout_for``, ``stress_budget_for`` and ``explore_for``."""
+
+    target: str
+    start_method: str
+    timeout: float
+    seed: int | None
+    noise: bool
+    trace: bool
+    scheduler: str
+    explore: str
+    preemptions: int
+    schedule: str | None
+    stress_budget: float
+    report: str | None
+    report_format: str
+    hint: int | None
+    lang: str
+    keep_going: bool
+    max_processes: int
+    max_memory: int
+    max_output: int
+    given: frozenset[str] = frozenset()  # the settings given by option or environment
+
+    def timeout_for(self, item: pytest.Item, kata_timeout: float | None) -> float:
+        """A test's deadline: its marker, else the option or environment, else its kata's
+        kata.toml, else the ini file or 10 s."""
+        marker = item.get_closest_marker("kata_timeout")
+        return float(self._for_test("kata_timeout", marker, kata_timeout))
+
+    def stress_budget_for(self, item: pytest.Item) -> float:
+        marker = item.get_closest_marker("kata_stress_budget")
+        return float(self._for_test("kata_stress_budget", marker, None))
+
+    def explore_for(self, item: pytest.Item) -> str:
+        """A kata's own choice (its ``kata_explore`` marker) is a default: the command line
+        and the environment override it."""
+        marker = item.get_closest_marker("kata_explore")
+        return str(self._for_test("kata_explore", None, marker.args[0] if marker else None))
+
+    def _for_test(self, name: str, marker: pytest.Mark | None, kata_value: Any) -> Any:
+        if marker is not None and marker.args:
+            problem = check_marker(name, marker)
+            if problem is not None:
+                raise pytest.UsageError(problem)
+            return _parse_typed(SETTINGS[name], marker.args[0], "", "")
+        if kata_value is None or name in self.given:
+            return getattr(self, _field(name))
+        subject = f"kata.toml: {_field(name)} = {show_value(kata_value)}"
+        return _parse_typed(SETTINGS[name], kata_value, subject, "")
+
+
+def _field(name: str) -> str:
+    return name.removeprefix("kata_")
+
+
+_LOADED: Final = pytest.StashKey[Settings]()
+
+
+def load(config: pytest.Config) -> Settings:
+    """Resolve every setting of the run (options, environment, ini) once, and keep them on
+    ``config``; a bad value is a UsageError naming the first bad one."""
+    if _LOADED in config.stash:
+        return config.stash[_LOADED]
+    values: dict[str, Any] = {}
+    given: set[str] = set()
+    for name in SETTINGS:
+        values[_field(name)], strong = _resolve(config, name)
+        if strong:
+            given.add(name)
+    loaded = Settings(**values, given=frozenset(given))
+    config.stash[_LOADED] = loaded
+    return loaded
+
+
+def of(config: pytest.Config) -> Settings:
+    """The run's settings (resolved at configure; resolved now if they were not)."""
+    return load(config)
+
+
+def report_target(config: pytest.Config) -> tuple[str | None, str]:
+    """Where the report goes and its format, even when another setting is bad (so that the
+    report can say what is wrong); ``(None, "exercism")`` when these two are bad too."""
+    try:
+        return of(config).report, of(config).report_format
+    except pytest.UsageError:
+        pass
+    try:
+        return _resolve(config, "kata_report")[0], _resolve(config, "kata_report_format")[0]
+    except pytest.UsageError:
+        return None, "exercism"
 
 
 def check_run(config: pytest.Config) -> None:
@@ -392,9 +494,8 @@ def check_run(config: pytest.Config) -> None:
     the first bad one."""
     from pytest_katas.catalog import KataError, check_target_option
 
-    for name in SETTINGS:
-        resolve(config, name)
+    loaded = load(config)
     try:
-        check_target_option(resolve(config, "kata_target"))
+        check_target_option(loaded.target)
     except KataError as exc:
         raise pytest.UsageError(str(exc)) from None
