@@ -240,9 +240,9 @@ def grade_mode(kata: str, batch: list[Sample], workdir: Path, args: argparse.Nam
                 continue
             status = test["status"]
             entry = (status, test.get("failure_class"), test.get("message") or "")
-            if test["name"] in side.tests and side.tests[test["name"]][0] != "pass":
+            if test["test"] in side.tests and side.tests[test["test"]][0] != "pass":
                 continue
-            side.tests[test["name"]] = entry
+            side.tests[test["test"]] = entry
         if not side.tests:
             side.problem = f"report {data.get('status')}: {data.get('message')}"
         sides[sample.name] = side

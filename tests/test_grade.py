@@ -163,7 +163,7 @@ def test_the_submissions_own_configuration_is_never_read(tmp_path):
     """Its conftest.py, pytest.ini, tox.ini, kata.toml and test file are all ignored."""
     code, report, output, _ = grade(tmp_path, ATTACKS / "own_config", args=("--kata", "pipe"))
     assert code == 1 and report["score"] == 0, output[-3000:]
-    names = {t["name"] for t in report["tests"]}
+    names = {t["test"] for t in report["tests"]}
     assert "test_nothing" not in names and len(names) > 10, names
     assert {t["failure_class"] for t in report["tests"]} == {"todo"}
 

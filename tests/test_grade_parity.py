@@ -76,7 +76,7 @@ def test_a_mutant_and_a_variant_of_every_kata_grade_as_the_self_check_says(tmp_p
             )
         if variant["status"] != "pass" or variant["score"] != variant["max_score"]:
             failed = [
-                f"{t['name']}: {t['failure_class']}: {(t['message'] or '')[:300]}"
+                f"{t['test']}: {t['failure_class']}: {(t['message'] or '')[:300]}"
                 for t in variant["tests"]
                 if t["status"] != "pass"
             ]

@@ -60,11 +60,12 @@ def test_a_half_done_kata_scores_the_tasks_whose_tests_all_pass(pytester):
     result.assert_outcomes(passed=2, failed=1)
     assert (report["version"], report["status"]) == (3, "fail")
     assert (report["score"], report["max_score"]) == (3, 10)
-    assert [t["name"] for t in report["tests"]] == [
+    assert [t["test"] for t in report["tests"]] == [
         "test_add_adds",
         "test_add_adds_negatives",
         "test_mul_multiplies",
     ]
+    assert report["tests"][1]["name"] == "demo: Add adds negatives"
     assert [t["score"] for t in report["tests"]] == [1.5, 1.5, 0.0]
     mul = report["tests"][2]
     assert mul["failure_class"] == "todo" and mul["task_id"] == 2 and mul["kata"] == "demo"
@@ -339,8 +340,11 @@ def test_a_learner_file_that_does_not_import_is_an_error_and_other_katas_still_r
     result.stdout.fnmatch_lines(
         ["BROKEN: katas/broken/broken.py, line 2: SyntaxError: invalid syntax*"]
     )
-    assert report["status"] == "error"
-    assert report["message"].startswith("BROKEN: katas/broken/broken.py, line 2")
+    # Exercism's "error" means nothing ran: one broken kata makes the run fail, and the
+    # kata's own entry says why
+    assert (report["status"], report["message"]) == ("fail", None)
+    assert report["katas"]["broken"]["status"] == "error"
+    assert report["katas"]["broken"]["message"].startswith("BROKEN: katas/broken/broken.py, line 2")
     assert report["katas"]["demo"]["score"] == 10
 
 
@@ -547,7 +551,7 @@ def test_a_crashed_xdist_worker_fails_its_test_never_passes_it(pytester, monkeyp
     result, report = _graded(pytester, "-n", "2")
     assert result.ret == pytest.ExitCode.TESTS_FAILED
     assert report["status"] == "fail" and report["score"] == 7
-    crashed = next(t for t in report["tests"] if t["name"] == "test_add_adds")
+    crashed = next(t for t in report["tests"] if t["test"] == "test_add_adds")
     assert (crashed["status"], crashed["score"], crashed["failure_class"]) == ("fail", 0, "crash")
     assert crashed["message"].startswith("CRASH: worker 'gw")
     assert crashed["task_id"] == 1
@@ -587,7 +591,7 @@ def test_a_test_whose_call_report_never_came_is_failed(pytester, monkeypatch, wi
     if with_report:
         report = json.loads(path.read_text(encoding="utf-8"))
         assert report["status"] == "fail" and report["score"] == 7
-        missing = next(t for t in report["tests"] if t["name"] == "test_add_adds")
+        missing = next(t for t in report["tests"] if t["test"] == "test_add_adds")
         assert (missing["status"], missing["score"], missing["failure_class"]) == (
             "fail",
             0,
@@ -620,7 +624,8 @@ def test_a_classroom_report_of_many_long_failures_fits_the_reporters_environment
     tests = [
         {
             "kata": kata,
-            "name": f"test_{n}",
+            "name": f"{kata}: {n}",
+            "test": f"test_{n}",
             "task_id": 1 + n % 3,
             "status": "fail",
             "failure_class": "hang",
@@ -644,3 +649,84 @@ def test_a_classroom_report_of_many_long_failures_fits_the_reporters_environment
         check=False,
     )
     assert step.returncode == 0
+
+
+# -- Exercism's interface, to the letter ---------------------------------------------------
+
+
+def test_the_spec_checker_catches_each_broken_rule():
+    """The checker (tests/exercism_spec.py) against a good report and one mutant per rule."""
+    from exercism_spec import TRUNCATED, problems
+
+    good = {
+        "version": 3,
+        "status": "fail",
+        "message": None,
+        "tests": [
+            {"name": "demo: Add adds", "status": "pass", "test_code": "", "task_id": 1},
+            {
+                "name": "demo: Mul multiplies",
+                "status": "fail",
+                "message": "WRONG: 5 != 6",
+                "output": "x" * 500 + "\n\n" + TRUNCATED,
+                "test_code": "assert kata.mul(2, 3) == 6",
+                "task_id": 2,
+            },
+        ],
+    }
+    assert problems(good) == []
+    mutants = {
+        "version": lambda r: r.update(version=2),
+        "status": lambda r: r.update(status="failed"),
+        "top-level message": lambda r: r.update(message="something"),
+        "error": lambda r: r.update(status="error"),
+        "status is pass": lambda r: r.update(status="pass"),
+        "no test failed": lambda r: r["tests"][1].update(status="pass", message=None),
+        "function name": lambda r: r["tests"][0].update(name="test_add_adds"),
+        "same name": lambda r: r["tests"][1].update(name="demo: Add adds"),
+        "needs a message": lambda r: r["tests"][1].update(message=None),
+        "a pass has": lambda r: r["tests"][0].update(message="fine"),
+        "without the notice": lambda r: r["tests"][1].update(output="x" * 501),
+        "test_code": lambda r: r["tests"][0].pop("test_code"),
+        "task_id": lambda r: r["tests"][0].update(task_id=0),
+    }
+    for rule, mutate in mutants.items():
+        bad = json.loads(json.dumps(good))
+        mutate(bad)
+        assert any(rule in p for p in problems(bad)), (rule, problems(bad))
+
+
+def _exercism_reports(pytester):
+    """The reports of every kind of run: done, half done, loud, broken beside done, an
+    error (tampering), and a usage error."""
+    loud = TESTS.replace("    assert kata.add(2, 3) == 5", '    print("x" * 600)\n    assert 0')
+    folder = _demo(pytester, impl=HALF_DONE.replace("raise NotImplementedError", "return a * b"))
+    yield "done", _report(pytester)[1]
+    (folder / "demo.py").write_text(textwrap.dedent(HALF_DONE))
+    yield "half done", _report(pytester)[1]
+    (folder / "test_demo.py").write_text(textwrap.dedent(loud))
+    manifest.write(pytester.path)
+    yield "loud", _report(pytester)[1]
+    (folder / "test_demo.py").write_text(textwrap.dedent(TESTS))
+    _demo(pytester, impl="def add(a, b):\n    return a +\n", name="broken")
+    yield "broken beside a half-done kata", _report(pytester)[1]
+    (pytester.path / "katas" / "demo" / "conftest.py").write_text("")
+    yield "tampered", _report(pytester)[1]
+    yield "usage error", _report(pytester, "--kata-timeout=-1")[1]
+
+
+def test_every_report_keeps_to_exercisms_v3_interface(pytester):
+    from exercism_spec import problems
+
+    seen = {}
+    for case, report in _exercism_reports(pytester):
+        seen[case] = report["status"]
+        assert problems(report) == [], case
+    assert seen == {
+        "done": "pass",
+        "half done": "fail",
+        "loud": "fail",
+        "broken beside a half-done kata": "fail",
+        "tampered": "error",
+        "usage error": "error",
+    }

@@ -204,7 +204,7 @@ def junit(report: dict[str, Any], name: str) -> str:
         for key in ("score", "max_score"):
             ET.SubElement(props, "property", name=key, value=str(grades[key]))
         for test in tests:
-            case = ET.SubElement(suite, "testcase", classname=f"katas.{kata}", name=test["name"])
+            case = ET.SubElement(suite, "testcase", classname=f"katas.{kata}", name=test["test"])
             if test["status"] != "pass":
                 tag = "failure" if test["status"] == "fail" else "error"
                 element = ET.SubElement(case, tag, message=(test.get("message") or "")[:200])

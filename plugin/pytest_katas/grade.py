@@ -333,6 +333,7 @@ def grade_one(options: GradeOptions, katas: Sequence[Kata], submission: Path, na
 
 _TEST_FIELDS: Final[dict[str, tuple[type, ...]]] = {
     "name": (str,),
+    "test": (str,),
     "status": (str,),
     "kata": (str,),
 }
@@ -428,7 +429,7 @@ def checked_report(katas: Sequence[Kata], path: Path, exit_code: int | None) -> 
 def _clean_test(test: dict[str, Any]) -> dict[str, Any]:
     """Only the fields a report has, each of its exact type or None."""
     out: dict[str, Any] = {}
-    for key in ("name", "status", "kata"):
+    for key in ("name", "test", "status", "kata"):
         out[key] = test[key]
     for key in ("message", "output", "test_code", "failure_class"):
         out[key] = test.get(key) if _exact(test.get(key), str) else None
@@ -450,14 +451,14 @@ def rescore(katas: Sequence[Kata], tests: list[dict[str, Any]]) -> dict[str, Any
         mine = [t for t in tests if t["kata"] == kata.name]
         statuses: dict[str, set[str]] = {}
         for test in mine:
-            statuses.setdefault(test["name"].split("[", 1)[0], set()).add(test["status"])
+            statuses.setdefault(test["test"].split("[", 1)[0], set()).add(test["status"])
         done = {
             task.id
             for task in kata.tasks
             if all(statuses.get(name) == {"pass"} for name in task.tests)
         }
         for test in mine:
-            task = kata.task_of(test["name"])
+            task = kata.task_of(test["test"])
             share = round(task.points / max(len(task.tests), 1), 2) if task else 0
             test["max_score"] = share
             test["score"] = share if task is not None and task.id in done else 0

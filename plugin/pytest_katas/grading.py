@@ -67,6 +67,14 @@ def task_scores(kata: Kata, done: Collection[int]) -> list[dict[str, Any]]:
     ]
 
 
+def readable_name(kata: str, test: str) -> str:
+    """A test's name as a person reads it (Exercism's ``name``): ``pipe: Relay closes every
+    write end [spawn]`` for ``test_relay_closes_every_write_end[spawn]`` of the pipe kata."""
+    base, bracket, params = test.partition("[")
+    words = " ".join(base.removeprefix("test_").split("_")) or base
+    return f"{kata}: {words[:1].upper()}{words[1:]}{f' [{params}' if bracket else ''}"
+
+
 def reported_output(output: str) -> str | None:
     """A test's output as Exercism wants it: at most OUTPUT_LIMIT characters, then the
     notice that it was cut."""
@@ -319,19 +327,30 @@ class Gradebook:
         return any(t.status in ("fail", "error") for t in tests)
 
     def status(self) -> str:
-        tests = [t for g in self.katas.values() for t in g.tests.values()]
+        """Exercism's overall status: ``error`` only when nothing could be graded (the run
+        was tampered with or did not finish, or every kata is broken); one broken kata among
+        others makes the run ``fail``, its tests ``error`` and its kata's own status
+        ``error``, with the message there."""
+        graded = list(self.katas.values())
+        tests = [t for g in graded for t in g.tests.values()]
         if (
             self.tampered
             or self.problems
-            or any(g.status() == "error" for g in self.katas.values())
+            or (graded and all(g.status() == "error" for g in graded))
         ):
             return "error"
         if not tests or any(t.status in ("fail", "error") for t in tests):
             return "fail"
-        done = all(g.task_done(task) for g in self.katas.values() for task in g.kata.tasks)
+        if any(g.status() == "error" for g in graded):
+            return "fail"
+        done = all(g.task_done(task) for g in graded for task in g.kata.tasks)
         return "pass" if done else "fail"
 
     def message(self) -> str | None:
+        """Why the run is an ``error``; None otherwise (as Exercism asks: each broken kata's
+        message is in its own entry and on its tests)."""
+        if self.status() != "error":
+            return None
         if self.tampered:
             return "protected files differ from katas/manifest.json: " + "; ".join(self.tampered)
         if self.problems:

@@ -14,7 +14,13 @@ from typing import Any, Final
 
 import pytest
 
-from pytest_katas.grading import Gradebook, TestGrade, reported_output, task_scores
+from pytest_katas.grading import (
+    Gradebook,
+    TestGrade,
+    readable_name,
+    reported_output,
+    task_scores,
+)
 
 __all__ = [
     "FORMATS",
@@ -45,7 +51,8 @@ def exercism(gradebook: Gradebook) -> dict[str, Any]:
         for test in kata.ordered():
             tests.append(
                 {
-                    "name": test.name,
+                    "name": readable_name(test.kata, test.name),
+                    "test": test.name,  # the test function (and its parameters) in the file
                     "status": _test_status(test),
                     "message": test.message or None,
                     "output": reported_output(test.output),
@@ -98,11 +105,11 @@ def _task_message(kata: dict[str, Any], tests: list[dict[str, Any]]) -> str:
     if not failing:
         return "not every test of this task ran"
     names = ", ".join(
-        f"{t['name']} ({t['failure_class'].upper() if t.get('failure_class') else t['status']})"
+        f"{t['test']} ({t['failure_class'].upper() if t.get('failure_class') else t['status']})"
         for t in failing
     )
     first = str(failing[0].get("message") or "").strip()
-    return _cap(f"failed: {names}\n\n{failing[0]['name']}: {first}")
+    return _cap(f"failed: {names}\n\n{failing[0]['test']}: {first}")
 
 
 def classroom_of(report: dict[str, Any]) -> dict[str, Any]:
@@ -133,7 +140,7 @@ def classroom_of(report: dict[str, Any]) -> dict[str, Any]:
                         "message": message
                         if point == 1 or message is None
                         else (f"see {name} task {task['id']} (1/{points})"),
-                        "test_code": "\n".join(t["name"] for t in tests),
+                        "test_code": "\n".join(t["test"] for t in tests),
                         "filename": f"katas/{name}/test_{name}.py",
                         "line_no": 0,
                         "duration": 0,
