@@ -101,14 +101,18 @@ def test_collect_only_leaves_the_last_report_alone(pytester):
     result.stdout.fnmatch_lines(["kata report: not written (* is left as it was): no test runs*"])
 
 
-def test_a_test_pytest_timeout_stops_is_graded_a_hang(pytester):
+@pytest.mark.parametrize("method", ["signal", "thread"])
+def test_a_test_pytest_timeout_stops_is_graded_a_hang_and_the_run_goes_on(pytester, method):
+    # Its thread method ends pytest with os._exit: the supervisor keeps its deadline instead.
     pytest.importorskip("pytest_timeout")
     slow = HALF_DONE.replace("return a + b", "import time; time.sleep(60)")
     _demo(pytester, impl=slow, timeout=30)  # pytest-timeout's 2 s come before our 30 s
-    result, report = _report(pytester, "--timeout=2", "-k", "add_adds")
+    args = ("--timeout=2", f"--timeout-method={method}", "--kata-keep-going")
+    result, report = _report(pytester, *args, "-k", "add_adds")
     assert result.ret == pytest.ExitCode.TESTS_FAILED
+    result.stdout.fnmatch_lines(["*deadline was pytest-timeout's*It was 2 s*", "*kata board*"])
     stopped = [t for t in report["tests"] if t["status"] == "fail"]
-    assert stopped and {t["failure_class"] for t in stopped} == {"hang"}, report["tests"]
+    assert len(stopped) == 2 and {t["failure_class"] for t in stopped} == {"hang"}, report
 
 
 def test_an_untouched_stub_scores_zero(pytester):

@@ -275,12 +275,36 @@ def kata_stress(request: pytest.FixtureRequest) -> stress.Stress:
 
 def _limits(item: pytest.Function, target: KataTarget) -> supervise.Limits:
     run = settings.of(item.config)
+    timeout = run.timeout_for(item, target.kata.timeout)
+    theirs = item.stash.get(_PYTEST_TIMEOUT, None)
     return supervise.Limits(
-        timeout=run.timeout_for(item, target.kata.timeout),
+        timeout=min(timeout, theirs) if theirs is not None else timeout,
         max_processes=run.max_processes,
         max_memory=run.max_memory,
         max_output=run.max_output,
+        by_pytest_timeout=theirs is not None and theirs < timeout,
     )
+
+
+_PYTEST_TIMEOUT = pytest.StashKey[float]()
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_timeout_set_timer(item: pytest.Item, settings: Any) -> bool | None:
+    """pytest-timeout, for a kata test: its deadline is kept by the supervisor, whatever
+    the method. Its thread method would end the whole run with os._exit (no report, no
+    board), its signal method would interrupt the supervisor itself; so the earlier of its
+    deadline and the kata's is the test's, and a test stopped by it is a HANG with stacks
+    like any other. Other tests are left to pytest-timeout."""
+    if sandbox.INSIDE or "kata" not in getattr(item, "fixturenames", ()):
+        return None
+    item.stash[_PYTEST_TIMEOUT] = float(settings.timeout)
+    return True
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_timeout_cancel_timer(item: pytest.Item) -> bool | None:
+    return True if _PYTEST_TIMEOUT in item.stash else None
 
 
 @pytest.hookimpl(tryfirst=True)

@@ -52,6 +52,7 @@ class Limits:
     max_memory: int  # bytes, resident, summed over the test's processes
     max_output: int  # bytes written to stdout and stderr by all of them
     grace: float = 0.5
+    by_pytest_timeout: bool = False  # the deadline is pytest-timeout's (it came first)
 
 
 @final
@@ -445,9 +446,16 @@ def _hang(watch: _Watch) -> Outcome:
         + "\n"
         + stacks.render(ordered, files, relpath)
         + "\n\n"
-        + _(
-            "The deadline is set by kata_timeout (marker or ini), --kata-timeout, or the "
-            "kata's kata.toml. It was {seconds:g} s."
+        + (
+            _(
+                "The deadline was pytest-timeout's (--timeout, or its timeout marker), which "
+                "came before the kata's. It was {seconds:g} s."
+            )
+            if watch.limits.by_pytest_timeout
+            else _(
+                "The deadline is set by kata_timeout (marker or ini), --kata-timeout, or the "
+                "kata's kata.toml. It was {seconds:g} s."
+            )
         ).format(seconds=timeout)
     )
     if watch.deadline > timeout:
