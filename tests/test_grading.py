@@ -281,10 +281,17 @@ def test_an_unknown_report_format_is_refused_before_any_test_runs(pytester):
     result.stderr.fnmatch_lines(["*--kata-report-format=xml: there is no such format*"])
 
 
-def test_junitxml_carries_the_kata_task_and_failure_class(pytester):
+@pytest.mark.parametrize("family", ["xunit1", "xunit2"])
+def test_junitxml_carries_the_kata_task_and_failure_class(pytester, family):
     _demo(pytester)
     junit = pytester.path / "junit.xml"
-    pytester.runpytest_subprocess("katas", f"--junitxml={junit}")
+    result = pytester.runpytest_subprocess(
+        "katas", f"--junitxml={junit}", "-o", f"junit_family={family}"
+    )
+    # as pytest's record_property does: outside xunit2's schema, so it warns (once) there
+    warned = "outside the xunit2 schema" in result.stdout.str()
+    assert warned == (family == "xunit2")
+    assert result.stdout.str().count("outside the xunit2 schema") <= 1
     props = {
         case.get("name"): {p.get("name"): p.get("value") for p in case.iter("property")}
         for case in ET.parse(junit).getroot().iter("testcase")

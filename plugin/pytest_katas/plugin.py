@@ -89,6 +89,7 @@ def pytest_configure(config: pytest.Config) -> None:
     settings.check_run(config)  # every setting resolved once: a bad value fails now
     messages.choose(config)  # the run's language, before any test runs or process starts
     _check_kata_args(config)
+    _warn_of_junit_family(config)
     config.stash[_SEED] = _decide_seed(config)
     config.pluginmanager.register(report, "katas-report")
     config.pluginmanager.register(board, "katas-board")
@@ -102,6 +103,25 @@ def pytest_configure(config: pytest.Config) -> None:
     if not hasattr(config, "workerinput"):  # the controller grades; xdist workers only report
         grades = session.GradingSession(config, settings.of(config).report, fmt)
         config.pluginmanager.register(grades, "katas-grading")
+
+
+def _warn_of_junit_family(config: pytest.Config) -> None:
+    """Each kata test's JUnit <properties> (its kata, task, failure class, seed) are outside
+    the xunit2 schema, pytest's default junit_family: say so once, as pytest's own
+    record_property does, and how to get a file that validates."""
+    if not getattr(config.option, "xmlpath", None) or hasattr(config, "workerinput"):
+        return
+    if (config.getini("junit_family") or "xunit2") != "xunit2":
+        return
+    config.issue_config_time_warning(
+        pytest.PytestWarning(
+            "katas: each kata test's <properties> in --junitxml (kata, kata_task, "
+            "kata_failure_class, kata_seed) are outside the xunit2 schema of junit_family "
+            "= xunit2, pytest's default; set junit_family = xunit1 (or legacy) for a file "
+            "that validates with them"
+        ),
+        stacklevel=2,
+    )
 
 
 _WORKER_SEED = "kata_seed"  # the key of the controller's seed in an xdist worker's input
