@@ -620,3 +620,22 @@ def test_it_stops_a_test_that_uses_more_memory_than_the_cap(pytester):
     result.stdout.fnmatch_lines(
         ["CAP: the test's processes used * of memory, over the 100.0 MiB cap (kata_max_memory)*"]
     )
+
+
+def test_the_watchdog_is_a_fresh_interpreter_not_a_fork_of_threaded_pytest(pytester):
+    # An xdist worker has threads; on 3.12+ a fork from it warns that the child may
+    # deadlock. The sandbox must fork (it carries the test), the watchdog need not.
+    result = run(
+        pytester,
+        "def add(a, b):\n    return a + b\n",
+        """
+        def test_adds(kata):
+            assert kata.add(2, 3) == 5
+        """,
+        "-n",
+        "2",
+        "-W",
+        "always::DeprecationWarning",
+    )
+    result.assert_outcomes(passed=1)
+    assert "use of fork() may lead to deadlocks" not in result.stdout.str()

@@ -1,11 +1,19 @@
 """A small process that outlives pytest by a moment, to end any test process group that
-pytest could not: when pytest dies (SIGKILL, pytest-timeout's thread method, a crash)."""
+pytest could not: when pytest dies (SIGKILL, a crash, an os._exit).
+
+It is a fresh interpreter running this file (``python -I -S watchdog.py FD``), not a fork
+of pytest: pytest has threads (xdist's, pytest-timeout's), and a fork of a threaded process
+may deadlock in the child (Python 3.12 warns of it). So this file imports nothing but the
+standard library.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import os
 import signal
+import subprocess
+import sys
 import time
 from typing import final
 
@@ -14,8 +22,6 @@ __all__ = ["Watchdog"]
 
 def _serve(reader: int) -> None:
     """Remember the groups pytest announces; when pytest's end of the pipe closes, end them."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is pytest's to handle
-    os.setsid()  # and no terminal signal reaches us
     groups: set[int] = set()
     pending = b""
     while True:
@@ -44,19 +50,18 @@ class Watchdog:
 
     def __init__(self) -> None:
         reader, self._writer = os.pipe()
-        self.pid = os.fork()
-        if self.pid == 0:  # pragma: no cover - the watchdog's own life
-            try:
-                os.close(self._writer)
-                devnull = os.open(os.devnull, os.O_RDWR)
-                for fd in (0, 1, 2):
-                    os.dup2(devnull, fd)
-                os.closerange(3, reader)
-                os.closerange(reader + 1, 65536)
-                _serve(reader)
-            finally:
-                os._exit(0)
-        os.close(reader)
+        try:
+            self._process = subprocess.Popen(
+                [sys.executable, "-I", "-S", __file__, str(reader)],
+                pass_fds=(reader,),
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                start_new_session=True,  # no terminal signal (Ctrl-C is pytest's) reaches it
+            )
+        finally:
+            os.close(reader)
+        self.pid = self._process.pid
 
     def forget(self) -> None:
         """In a forked test process: drop our copy of the pipe, or pytest's death would
@@ -71,9 +76,10 @@ class Watchdog:
 
     def close(self) -> None:
         os.close(self._writer)
-        deadline = time.monotonic() + 2
-        while time.monotonic() < deadline:
-            done, _ = os.waitpid(self.pid, os.WNOHANG)
-            if done:
-                return
-            time.sleep(0.01)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self._process.wait(timeout=2)
+
+
+if __name__ == "__main__":  # pragma: no cover - the watchdog's own interpreter
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _serve(int(sys.argv[1]))
