@@ -8,6 +8,7 @@ import re
 import subprocess
 import sys
 import textwrap
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
@@ -246,11 +247,14 @@ def _sample_text(output: str, kind: str, kata: str, mutant: str) -> str:
     return "\n".join(shown).rstrip() + "\n"
 
 
-def write_samples() -> None:
-    """Rerun every lesson's sample and write what the test prints now into the lesson."""
+def write_samples(only: Sequence[str] = ()) -> None:
+    """Rerun every lesson's sample (or those of the katas named in ``only``) and write what
+    the test prints now into the lesson."""
     for lesson in _lessons():
         text = lesson.read_text(encoding="utf-8")
         kata, lang = lesson.parent.name, _lang(lesson)
+        if only and kata not in only:
+            continue
 
         def fresh(match: re.Match[str], kata: str = kata, lang: str = lang) -> str:
             found = _CLASS.search(match["text"])
@@ -274,5 +278,5 @@ def write_samples() -> None:
         print(f"rewrote the samples of {lesson.relative_to(ROOT)}")
 
 
-if __name__ == "__main__":
-    write_samples()
+if __name__ == "__main__":  # python tests/test_lessons.py [KATA ...]
+    write_samples(sys.argv[1:])
