@@ -19,6 +19,7 @@ from conftest import (
     run_kata,
     samples,
 )
+from contracts import clause_of, contract
 from pytest_katas.catalog import load_kata
 
 METHODS = [
@@ -99,6 +100,14 @@ def test_every_mutant_is_caught(kata, path, tmp_path):
     assert failed[0].kind in expected, (
         f"mutant {kata}/{path.stem} failed as {failed[0].kind}, expected one of {expected}:\n"
         f"{failed[0].text[:3000]}"
+    )
+    # It breaks one clause of the contract (its docstring says which): a test of that
+    # clause must be the one that catches it.
+    clause = contract(kata)[str(clause_of(path))]
+    first = failed[0].name.split("[", 1)[0]
+    assert first in clause.tests, (
+        f"mutant {kata}/{path.stem} breaks {clause.id} ({clause.text}), yet it failed first in "
+        f"{first}, which is not one of that clause's tests {clause.tests}"
     )
 
 

@@ -1,6 +1,7 @@
 """MUTANT: relay's child never closes its copy of the write end, so EOF never comes.
 
 expect: hang
+clause: C3
 """
 
 from __future__ import annotations

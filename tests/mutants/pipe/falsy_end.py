@@ -1,6 +1,7 @@
 """MUTANT: a consumer takes a falsy item for the end ().
 
 expect: lost, hang
+clause: C8
 """
 
 from __future__ import annotations

@@ -1,6 +1,7 @@
 """MUTANT: consumers read the shared pipe without taking the lock.
 
 expect: race
+clause: C7
 trace: race
 """
 

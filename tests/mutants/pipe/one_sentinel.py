@@ -1,6 +1,7 @@
 """MUTANT: the producer sends one sentinel for all the consumers.
 
 expect: hang
+clause: C6
 """
 
 from __future__ import annotations

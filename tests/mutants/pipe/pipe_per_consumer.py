@@ -1,6 +1,7 @@
 """MUTANT: fan_out gives each consumer a Pipe of its own, dealt round robin, with no lock.
 
 expect: contract
+clause: C6
 """
 
 from __future__ import annotations

@@ -4,6 +4,7 @@ The answer comes back right, but the lesson (end of file, by closing every write
 happened.
 
 expect: contract
+clause: C3
 """
 
 from __future__ import annotations

@@ -1,6 +1,7 @@
 """MUTANT: relay moves its items through a multiprocessing.Queue and never makes a Pipe.
 
 expect: contract
+clause: C2
 """
 
 from __future__ import annotations

@@ -2,6 +2,7 @@
 copy, so no consumer ever stops.
 
 expect: hang
+clause: C8
 """
 
 from __future__ import annotations
