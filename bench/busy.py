@@ -9,6 +9,7 @@ Usage::
 
     python bench/busy.py [--green 5] [--attempts 8] [--hogs N] [--fresh-clone] [-- command ...]
 
+SIGINT or SIGTERM stops it, the command's whole process tree and the hogs with it.
 ``--hogs`` defaults to the number of cores; each hog is a Python process spinning forever,
 started by us and killed by PID at the end (whatever happens). ``--fresh-clone`` runs in a new
 ``git clone`` of this repository's HEAD (made once, in a temporary folder removed at the
@@ -20,14 +21,17 @@ times in a row, 1 if ``--attempts`` runs were used up first.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import IO
 
 ROOT = Path(__file__).resolve().parent.parent
 OUT = Path(__file__).resolve().parent / "out"
@@ -45,6 +49,29 @@ def _stop(hogs: list[subprocess.Popen[bytes]]) -> None:
         hog.kill()
     for hog in hogs:
         hog.wait()
+
+
+def _run(command: list[str], where: Path, sink: IO[str]) -> int:
+    """The command's exit code; stopped (SIGINT or SIGTERM to us), it ends with its whole
+    tree of processes (tox, pytest, xdist workers), killed by PID."""
+    import psutil
+
+    process = subprocess.Popen(command, cwd=where, stdout=sink, stderr=subprocess.STDOUT)
+    try:
+        return process.wait()
+    except BaseException:
+        tree = [process]
+        with contextlib.suppress(psutil.NoSuchProcess):
+            tree += psutil.Process(process.pid).children(recursive=True)
+        for member in tree:
+            with contextlib.suppress(psutil.NoSuchProcess, ProcessLookupError):
+                member.kill()
+        process.wait()
+        raise
+
+
+def _stopped(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
 
 
 def _clone() -> Path:
@@ -67,6 +94,10 @@ def main() -> int:
     parser.add_argument("--fresh-clone", action="store_true")
     parser.add_argument("command", nargs="*", help="the command (default: tox)")
     args = parser.parse_args()
+    # Started in the background by a shell without job control, SIGINT is ignored: stop on
+    # SIGINT and SIGTERM alike, whatever we inherited.
+    signal.signal(signal.SIGINT, _stopped)
+    signal.signal(signal.SIGTERM, _stopped)
     OUT.mkdir(exist_ok=True)
     where = _clone() if args.fresh_clone else ROOT
     command = args.command or _default_command()
@@ -78,7 +109,7 @@ def main() -> int:
             log = OUT / f"busy-{attempt}.log"
             started = time.monotonic()
             with log.open("w", encoding="utf-8") as sink:
-                code = subprocess.call(command, cwd=where, stdout=sink, stderr=subprocess.STDOUT)
+                code = _run(command, where, sink)
             took = time.monotonic() - started
             failures = [
                 line.rstrip()
