@@ -202,10 +202,14 @@ def _tally_copy_problem(kata, words: list[str], got: dict) -> str | None:
     pids = {p.pid for p in seen.children()}
     if any(e.pid in pids for e in _proxy_writes(seen)):
         return None
+    busy = [e for op in ("acq", "read", "call") for e in seen.events(op) if e.pid in pids]
+    if not busy:
+        return None  # the workers did nothing at all: were they given no words?
     return (
-        f"tally() returned {got!r} for {len(words)} word(s), and no worker wrote to a Manager "
-        "dict: a plain dict is not shared between processes, each worker counted into its "
-        "own copy. Count into manager.dict() and hand that proxy to the workers"
+        f"tally() returned {got!r} for {len(words)} word(s): the workers were busy, but not "
+        "one of them wrote to a Manager dict. A plain dict is not shared between processes: "
+        "each worker counted into its own copy. Count into manager.dict() and hand that "
+        "proxy to the workers"
     )
 
 
