@@ -13,11 +13,16 @@ import pytest
 
 from pytest_katas import children, fail_as, observed
 
+
 # A spawned child is a fresh interpreter; a forkserver's child is a fork of one that was
 # spawned once. Both import the learner's module anew, so neither inherits anything.
-_FRESH = next(
-    (m for m in ("forkserver", "spawn") if m in multiprocessing.get_all_start_methods()), None
-)
+def _fresh() -> str | None:
+    """A start method whose children inherit nothing: the one in use if it is such, else
+    spawn (else forkserver)."""
+    methods = multiprocessing.get_all_start_methods()
+    if multiprocessing.get_start_method() in ("spawn", "forkserver"):
+        return None
+    return next((m for m in ("spawn", "forkserver") if m in methods), None)
 
 
 @contextlib.contextmanager
@@ -39,7 +44,9 @@ def _cheap_starts() -> str | None:
     started, use forkserver instead of spawn: a spawned interpreter costs a tenth of a
     second or more, a fork from the forkserver almost nothing. What spawn changes (a
     child imports the module again and inherits nothing) is checked by the other tests."""
-    if multiprocessing.get_start_method() == "spawn" and _FRESH == "forkserver":
+    if multiprocessing.get_start_method() == "spawn" and "forkserver" in (
+        multiprocessing.get_all_start_methods()
+    ):
         return "forkserver"
     return None
 
@@ -325,7 +332,7 @@ def test_count_down_workers_each_subtract_through_the_manager_dict(kata):
 def test_count_down_workers_share_one_lock_made_by_count_down(kata):
     # Under forkserver (or spawn) a child inherits nothing and imports the module anew: a
     # lock it was not handed is not the one count_down made, whatever the start method.
-    with _start_method(_FRESH):
+    with _start_method(_fresh()):
         count_down = kata.count_down  # imports the module: what it makes now, it made early
         early = _seen(kata)
         made_early = {e.site for e in early.events("lock")} if early is not None else set()
