@@ -17,13 +17,20 @@ import multiprocessing  # noqa: F401 - you will need it
 def count_down(start: int = 100, workers: int = 50) -> int:
     """Let ``workers`` processes each take 1 from a shared count, and return what is left.
 
-    - Make a ``multiprocessing.Manager()`` and put ``{"count": start}`` in one of its dicts.
-    - Start ``workers`` processes. Each one subtracts 1 from ``d["count"]``, once.
-    - Wait for every one of them (join), then return the final count: ``start - workers``,
+    - C1: Make ONE ``multiprocessing.Manager()`` and keep the count in one of its dicts,
+      ``{"count": start}``.
+    - C2: Start ``workers`` processes (by default 50, on a count of 100). Each one subtracts
+      1 from ``d["count"]`` itself, once, through that dict: the workers do the updating,
+      not count_down.
+    - C3: Hold ONE lock from each worker's read of ``d["count"]`` to its write: make it in
+      count_down (``multiprocessing.Lock()`` or ``manager.Lock()``) and hand it to every
+      worker. ``d["count"] -= 1`` on a Manager dict is two separate requests to the
+      manager, a read and then a write; another process can slip in between. A lock made
+      at module level is no good: under spawn and forkserver each child imports the module
+      again and gets a lock of its own.
+    - C4: Wait for every worker (join), then return the final count: ``start - workers``,
       every time, however the processes interleave.
-    - Beware: ``d["count"] -= 1`` on a Manager dict is two separate requests to the
-      manager, a read and then a write. Another process can slip in between.
-    - Leave nothing running: shut the manager down when you are done (``with`` does it).
+    - C5: Leave nothing running: shut the manager down when you are done (``with`` does it).
     """
     raise NotImplementedError
 
@@ -31,11 +38,13 @@ def count_down(start: int = 100, workers: int = 50) -> int:
 def tally(words: list[str], workers: int = 4) -> dict[str, int]:
     """Count how often each word occurs, with ``workers`` processes and one shared dict.
 
-    - Make ONE Manager dict and share it between ``workers`` worker processes.
-    - Split the words between the workers so that each word is handed to exactly one of
-      them (``workers`` may not divide ``len(words)``, and may exceed it).
-    - The workers add their counts into the shared dict; no update may be lost.
-    - Join every worker, then return a plain ``dict`` (not the Manager's proxy) equal to
+    - C6: Make ONE Manager dict and share it between ``workers`` worker processes; the
+      workers add their counts into it themselves.
+    - C7: Split the words between the workers so that each word is handed to exactly one
+      of them (``workers`` may not divide ``len(words)``, and may exceed it).
+    - C8: No update may be lost: a read and the write after it happen under one shared
+      lock.
+    - C9: Join every worker, then return a plain ``dict`` (not the Manager's proxy) equal to
       ``collections.Counter(words)``. ``tally([])`` is ``{}``.
     """
     raise NotImplementedError

@@ -1,6 +1,7 @@
 """MUTANT: count_down hands the lock to every worker, but no worker ever takes it.
 
 expect: race
+clause: C3
 trace: race
 """
 

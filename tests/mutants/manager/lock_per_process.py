@@ -1,6 +1,7 @@
 """MUTANT: each worker makes a Lock of its own, so no two workers ever share one.
 
 expect: race
+clause: C3
 trace: race
 """
 

@@ -1,6 +1,7 @@
 """MUTANT: count_down starts its workers but reads the count without joining them.
 
 expect: race, crash, leak, wrong
+clause: C4
 """
 
 from __future__ import annotations

@@ -1,6 +1,7 @@
 """MUTANT: no lock anywhere: every worker updates the shared dict unguarded.
 
 expect: race
+clause: C3
 trace: race
 """
 

@@ -1,6 +1,7 @@
 """MUTANT: tally returns the Manager's dict proxy itself instead of a plain dict.
 
 expect: wrong
+clause: C9
 """
 
 from __future__ import annotations

@@ -1,6 +1,7 @@
 """MUTANT: tally cuts the words into equal slices and drops the remainder.
 
 expect: lost
+clause: C7
 """
 
 from __future__ import annotations

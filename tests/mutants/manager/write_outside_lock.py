@@ -1,6 +1,7 @@
 """MUTANT: tally reads a word's count under the lock, but writes it back after releasing it.
 
 expect: race
+clause: C8
 trace: race
 """
 

@@ -1,0 +1,60 @@
+"""MUTANT: count_down makes its Manager once and keeps it for the next call, never shut down.
+
+Its server process is still running when count_down returns.
+
+expect: leak
+clause: C5
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+
+
+def _take_one(shared, lock) -> None:
+    # `shared["count"] -= 1` is two messages to the manager: a read, then a write. Another
+    # process can read the same old value in between, and then one of the two writes is
+    # lost. Holding the lock across both makes the pair one step for everyone else.
+    with lock:
+        shared["count"] -= 1
+
+
+_MANAGER = None
+
+
+def count_down(start: int = 100, workers: int = 50) -> int:
+    global _MANAGER
+    if _MANAGER is None:  # made once, and kept for the next call
+        _MANAGER = multiprocessing.Manager()
+    shared = _MANAGER.dict({"count": start})
+    lock = multiprocessing.Lock()  # ONE lock, made here and handed to every worker
+    processes = [
+        multiprocessing.Process(target=_take_one, args=(shared, lock)) for _ in range(workers)
+    ]
+    for process in processes:
+        process.start()
+    for process in processes:  # the count is final only once every worker is done
+        process.join()
+    return shared["count"]
+
+
+def _count_words(words: list[str], shared, lock) -> None:
+    for word in words:
+        with lock:  # the read and the write of one word, as one step
+            shared[word] = shared.get(word, 0) + 1
+
+
+def tally(words: list[str], workers: int = 4) -> dict[str, int]:
+    with multiprocessing.Manager() as manager:
+        shared = manager.dict()
+        lock = multiprocessing.Lock()
+        processes = [
+            multiprocessing.Process(target=_count_words, args=(words[n::workers], shared, lock))
+            for n in range(workers)
+        ]
+        for process in processes:
+            process.start()
+        for process in processes:
+            process.join()
+        # A proxy stops working once the manager shuts down: copy into a plain dict.
+        return dict(shared)

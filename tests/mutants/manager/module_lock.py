@@ -1,0 +1,58 @@
+"""MUTANT: the workers take a Lock made at module level, never handed to them.
+
+Under fork every child inherits that one lock, and it works; under spawn and forkserver
+each child imports the module again and makes a Lock of its own, so none is shared.
+
+expect: race
+clause: C3
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+
+LOCK = multiprocessing.Lock()
+
+
+def _take_one(shared) -> None:
+    # `shared["count"] -= 1` is two messages to the manager: a read, then a write. Another
+    # process can read the same old value in between, and then one of the two writes is
+    # lost. Holding the lock across both makes the pair one step for everyone else.
+    with LOCK:
+        shared["count"] -= 1
+
+
+def count_down(start: int = 100, workers: int = 50) -> int:
+    # `with` shuts the manager's server process down when we are done with it.
+    with multiprocessing.Manager() as manager:
+        shared = manager.dict({"count": start})
+        processes = [
+            multiprocessing.Process(target=_take_one, args=(shared,)) for _ in range(workers)
+        ]
+        for process in processes:
+            process.start()
+        for process in processes:  # the count is final only once every worker is done
+            process.join()
+        return shared["count"]
+
+
+def _count_words(words: list[str], shared, lock) -> None:
+    for word in words:
+        with lock:  # the read and the write of one word, as one step
+            shared[word] = shared.get(word, 0) + 1
+
+
+def tally(words: list[str], workers: int = 4) -> dict[str, int]:
+    with multiprocessing.Manager() as manager:
+        shared = manager.dict()
+        lock = multiprocessing.Lock()
+        processes = [
+            multiprocessing.Process(target=_count_words, args=(words[n::workers], shared, lock))
+            for n in range(workers)
+        ]
+        for process in processes:
+            process.start()
+        for process in processes:
+            process.join()
+        # A proxy stops working once the manager shuts down: copy into a plain dict.
+        return dict(shared)
