@@ -3,6 +3,7 @@ kata test starts outlives it. Each test runs a purpose-built kata in a fresh pyt
 
 from __future__ import annotations
 
+import multiprocessing
 import textwrap
 
 import pytest
@@ -639,3 +640,36 @@ def test_the_watchdog_is_a_fresh_interpreter_not_a_fork_of_threaded_pytest(pytes
     )
     result.assert_outcomes(passed=1)
     assert "use of fork() may lead to deadlocks" not in result.stdout.str()
+
+
+def test_a_forkserver_child_boots_without_runpys_warning(pytester):
+    # Preloading the stand-in main in the forkserver made runpy warn in every child that it
+    # was imported before it ran: a line of noise per process in the learner's output.
+    if "forkserver" not in multiprocessing.get_all_start_methods():
+        pytest.skip("no forkserver here")
+    result = run(
+        pytester,
+        """
+        import multiprocessing
+        def _child(box):
+            box.put(1)
+        def children(n):
+            box = multiprocessing.Queue()
+            kids = [multiprocessing.Process(target=_child, args=(box,)) for _ in range(n)]
+            for kid in kids:
+                kid.start()
+            got = sum(box.get() for _ in kids)
+            for kid in kids:
+                kid.join()
+            return got
+        """,
+        """
+        def test_children(kata):
+            assert kata.children(3) == 3
+            print("done")
+        """,
+        "--kata-start-method=forkserver",
+        "-rA",
+    )
+    result.assert_outcomes(passed=1)
+    assert "found in sys.modules" not in result.stdout.str()

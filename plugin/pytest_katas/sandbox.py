@@ -76,7 +76,10 @@ def _prepare(spec: SandboxSpec) -> None:
     spec.rundir.write_state(RunState(trace=spec.tracing))
     _stand_in_main()
     multiprocessing.set_start_method(spec.start_method, force=True)
-    multiprocessing.set_forkserver_preload(["pytest_katas._childmain"])
+    # The forkserver imports the plugin once, and each of its children runs the stand-in
+    # main (a two-line module) itself. Preloading the stand-in main too would make runpy
+    # warn in every child that it was imported before it ran.
+    multiprocessing.set_forkserver_preload(["pytest_katas.boot"])
     boot.install()
     boot.register("test process", role="test")
 
