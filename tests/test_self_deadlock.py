@@ -6,7 +6,6 @@ and so is a Lock another thread releases for a waiter that did not take it by `w
 from __future__ import annotations
 
 import textwrap
-import time
 
 import pytest
 
@@ -65,7 +64,6 @@ def run(pytester: pytest.Pytester, impl: str, *args: str) -> pytest.RunResult:
 
 @pytest.mark.parametrize("lock", ["threading.Lock()", "multiprocessing.Lock()"])
 def test_a_lock_taken_again_by_its_holder_fails_at_once_naming_both_acquires(pytester, lock):
-    started = time.monotonic()
     result = run(pytester, COUNTER.format(lock=lock), "--kata-scheduler=noise")
     result.assert_outcomes(failed=2)
     result.stdout.fnmatch_lines(
@@ -77,8 +75,7 @@ def test_a_lock_taken_again_by_its_holder_fails_at_once_naming_both_acquires(pyt
         ]
     )
     result.stdout.no_fnmatch_line("*What the test saw*")
-    assert "did not finish" not in result.stdout.str()
-    assert time.monotonic() - started < 2 * 10  # two tests, neither sat out its deadline
+    assert "did not finish" not in result.stdout.str()  # stopped at once, not at a deadline
 
 
 def test_under_the_controlled_scheduler_the_deadlock_says_the_thread_holds_the_lock(pytester):

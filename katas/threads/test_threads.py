@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import Counter as Tally
+from typing import Any
 
 import pytest
 
@@ -261,7 +262,7 @@ def _start_line_skipped(kata: object, counter: _TallyCounter) -> str | None:
     history = observed(kata).history
     begins = [e for e in history.events if e.op == "tbegin"]
     starts = {e.obj: e for e in history.events if e.op == "tstart"}
-    hammering: dict[int, tuple[int, object]] = {}  # trace thread -> (first call ns, tstart)
+    hammering: dict[int, tuple[int, Any]] = {}  # trace thread -> (first call ns, tstart)
     for ident, first_ns in counter.first_call_ns.items():
         mine = [e for e in begins if e.tid == ident and e.ts <= first_ns]
         if mine and mine[-1].obj in starts:
@@ -277,14 +278,14 @@ def _start_line_skipped(kata: object, counter: _TallyCounter) -> str | None:
     takes = {take: give for give, take in pairs.items()}
     # A write is recorded just after it lands: a read may see it before its record. Such a
     # read (its value is not the last recorded write's) saw the next write of that value.
-    last_write: dict[str, object] = {}
-    later: dict[int, object] = {}  # read's order -> the write it saw, recorded after it
+    last_write: dict[str, Any] = {}
+    later: dict[int, Any] = {}  # read's order -> the write it saw, recorded after it
     for event in reversed(history.events):
         if event.op == "write":
             last_write[event.obj] = event
         elif event.op == "read" and event.obj in last_write:
             later[event.order] = last_write[event.obj]
-    written: dict[str, object] = {}
+    written: dict[str, Any] = {}
     for event in history.events:
         me = event.thread
         clock = clocks.setdefault(me, {})
@@ -293,8 +294,8 @@ def _start_line_skipped(kata: object, counter: _TallyCounter) -> str | None:
             written[event.obj] = event.extra
         seen_early = later.get(event.order)
         if event.op == "read" and seen_early is not None and written.get(event.obj) != event.extra:
-            writer = seen_early.thread  # type: ignore[attr-defined]
-            if seen_early.extra == event.extra:  # type: ignore[attr-defined]
+            writer = seen_early.thread
+            if seen_early.extra == event.extra:
                 for who, tick in clocks.get(writer, {}).items():
                     clock[who] = max(clock.get(who, 0), tick)
                 clock[writer] = max(clock.get(writer, 0), clocks.get(writer, {}).get(writer, 0) + 1)
@@ -309,13 +310,13 @@ def _start_line_skipped(kata: object, counter: _TallyCounter) -> str | None:
                 clock[who] = max(clock.get(who, 0), tick)
         if me in hammering and event.ts < hammering[me][0]:
             known[me] = dict(clock)
-    order = sorted(hammering, key=lambda t: hammering[t][1].ts)  # type: ignore[attr-defined]
+    order = sorted(hammering, key=lambda t: hammering[t][1].ts)
     for me in sorted(hammering, key=lambda t: hammering[t][0]):
         for other in reversed(order):
             start = hammering[other][1]
-            starter, tick = marks[start.obj]  # type: ignore[attr-defined]
+            starter, tick = marks[start.obj]
             if known.get(me, {}).get(starter, 0) < tick:
-                line = start.site.line if start.site is not None else "?"  # type: ignore[attr-defined]
+                line = start.site.line if start.site is not None else "?"
                 return (
                     f"thread {order.index(me) + 1} of {len(order)} (in start order) made its "
                     f"first increment() call with nothing having made it wait for thread "
