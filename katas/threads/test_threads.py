@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections import Counter as Tally
+from typing import Any
 
 import pytest
 
-from pytest_katas import fail_as
+from pytest_katas import fail_as, observed
 
 
 def _lost_updates(threads: int, per_thread: int, counted: object, who: str) -> str | None:
@@ -84,6 +86,26 @@ def test_increment_by_adds_that_amount(kata):
         )
 
 
+def test_each_counter_keeps_a_count_of_its_own(kata):
+    first = kata.Counter()
+    first.increment(by=7)
+    second = kata.Counter()
+    if second.value != 0:
+        raise fail_as(
+            "wrong",
+            f"after another Counter was incremented by 7, a new Counter() started at "
+            f"{second.value!r}, not 0: each Counter keeps its own count (in its own "
+            "attributes, not in a global or a class attribute)",
+        )
+    second.increment()
+    if first.value != 7:
+        raise fail_as(
+            "wrong",
+            f"a Counter incremented by 7 read {first.value!r} after another Counter was "
+            "incremented: each Counter keeps its own count",
+        )
+
+
 def test_value_is_read_only(kata):
     counter = kata.Counter()
     counter.increment()
@@ -140,6 +162,12 @@ class _TallyCounter:
         self.calls: Tally[threading.Thread] = Tally()
         self._before = {thread.ident for thread in threading.enumerate()}
         self.started_at_first_call: int | None = None  # threads alive at the very first call
+        self.first_call_ns: dict[int, int] = {}  # thread ident -> when it first called increment
+
+    def _note_first_call(self) -> None:
+        me = threading.get_ident()
+        if me not in self.first_call_ns:
+            self.first_call_ns[me] = time.monotonic_ns()  # the trace's clock
 
     def _started_so_far(self) -> int:
         return sum(
@@ -149,6 +177,7 @@ class _TallyCounter:
         )
 
     def increment(self, by: int = 1) -> None:
+        self._note_first_call()
         me = threading.current_thread()
         with self._lock:
             if self.started_at_first_call is None:
@@ -164,13 +193,14 @@ class _TallyCounter:
 
 class _GatedCounter(_TallyCounter):
     """Each thread's first increment waits at a gate that opens after ``delay`` seconds,
-    or as soon as someone reads ``value``, whichever comes first."""
+    or as soon as someone reads ``value`` while hammer's threads exist, whichever comes
+    first. Every read notes the count and how many of those threads were still running."""
 
     def __init__(self, delay: float) -> None:
         super().__init__()
         self.gate = threading.Event()
         self.opener = threading.Timer(delay, self.gate.set)
-        self.seen_when_read: tuple[int, int] | None = None
+        self.reads: list[tuple[int, int]] = []  # (count, threads still running) per read
 
     def increment(self, by: int = 1) -> None:
         first = threading.current_thread() not in self.calls
@@ -190,11 +220,113 @@ class _GatedCounter(_TallyCounter):
                 and thread is not self.opener
                 and thread.is_alive()
             )
-            if self.seen_when_read is None:
-                self.seen_when_read = (self._count, still_running + pending)
+            self.reads.append((self._count, still_running + pending))
             count = self._count
-        self.gate.set()  # let any thread still waiting go, so it can finish
+        if still_running + pending:
+            self.gate.set()  # let any thread still waiting go, so it can finish
         return count
+
+
+class _BareCounter:
+    """All that hammer() may count on: ``increment()`` with no argument, and ``value``."""
+
+    __slots__ = ("_lock", "_n", "odd_calls")
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._n = 0
+        self.odd_calls: list[str] = []  # increment() calls that passed arguments
+
+    def increment(self, *args: object, **kwargs: object) -> None:
+        if args or kwargs:
+            shown = [repr(a) for a in args] + [f"{k}={v!r}" for k, v in kwargs.items()]
+            self.odd_calls.append(f"increment({', '.join(shown)})")
+            return
+        with self._lock:
+            self._n += 1
+
+    @property
+    def value(self) -> int:
+        with self._lock:
+            return self._n
+
+
+def _start_line_skipped(kata: object, counter: _TallyCounter) -> str | None:
+    """None if, by the trace, every thread that called increment() had been made to wait
+    until every such thread had been started; else what was seen.
+
+    "Made to wait" is happens-before: thread starts and ends, joins, barrier, event,
+    condition and semaphore waits, queue hand-offs, a lock taken after another thread let
+    it go, and a flag read after another thread wrote it. A sleep orders nothing.
+    """
+    history = observed(kata).history
+    begins = [e for e in history.events if e.op == "tbegin"]
+    starts = {e.obj: e for e in history.events if e.op == "tstart"}
+    hammering: dict[int, tuple[int, Any]] = {}  # trace thread -> (first call ns, tstart)
+    for ident, first_ns in counter.first_call_ns.items():
+        mine = [e for e in begins if e.tid == ident and e.ts <= first_ns]
+        if mine and mine[-1].obj in starts:
+            hammering[mine[-1].thread] = (first_ns, starts[mine[-1].obj])
+    if len(hammering) < 2:
+        return None
+    clocks: dict[int, dict[int, int]] = {}
+    sent: dict[tuple[str, str], dict[int, int]] = {}
+    known: dict[int, dict[int, int]] = {}  # what each hammering thread knew at its first call
+    marks: dict[str, tuple[int, int]] = {}  # start token -> (starter, its clock then)
+    pairs = {"rel": "acq", "hb+": "hb-", "put": "get", "write": "read", "tstart": "tbegin"}
+    pairs.update({"tend": "tjoin"})
+    takes = {take: give for give, take in pairs.items()}
+    # A write is recorded just after it lands: a read may see it before its record. Such a
+    # read (its value is not the last recorded write's) saw the next write of that value.
+    last_write: dict[str, Any] = {}
+    later: dict[int, Any] = {}  # read's order -> the write it saw, recorded after it
+    for event in reversed(history.events):
+        if event.op == "write":
+            last_write[event.obj] = event
+        elif event.op == "read" and event.obj in last_write:
+            later[event.order] = last_write[event.obj]
+    written: dict[str, Any] = {}
+    for event in history.events:
+        me = event.thread
+        clock = clocks.setdefault(me, {})
+        clock[me] = clock.get(me, 0) + 1
+        if event.op == "write":
+            written[event.obj] = event.extra
+        seen_early = later.get(event.order)
+        if event.op == "read" and seen_early is not None and written.get(event.obj) != event.extra:
+            writer = seen_early.thread
+            if seen_early.extra == event.extra:
+                for who, tick in clocks.get(writer, {}).items():
+                    clock[who] = max(clock.get(who, 0), tick)
+                clock[writer] = max(clock.get(writer, 0), clocks.get(writer, {}).get(writer, 0) + 1)
+        if event.op == "tstart":
+            marks[event.obj] = (me, clock[me])
+        if event.op in pairs:
+            into = sent.setdefault((event.op, event.obj), {})
+            for who, tick in clock.items():
+                into[who] = max(into.get(who, 0), tick)
+        elif event.op in takes:
+            for who, tick in sent.get((takes[event.op], event.obj), {}).items():
+                clock[who] = max(clock.get(who, 0), tick)
+        if me in hammering and event.ts < hammering[me][0]:
+            known[me] = dict(clock)
+    order = sorted(hammering, key=lambda t: hammering[t][1].ts)
+    for me in sorted(hammering, key=lambda t: hammering[t][0]):
+        for other in reversed(order):
+            start = hammering[other][1]
+            starter, tick = marks[start.obj]
+            if known.get(me, {}).get(starter, 0) < tick:
+                line = start.site.line if start.site is not None else "?"
+                return (
+                    f"thread {order.index(me) + 1} of {len(order)} (in start order) made its "
+                    f"first increment() call with nothing having made it wait for thread "
+                    f"{order.index(other) + 1} to be started (its start() is at line {line}); "
+                    f"a sleep only makes that likely. Make every thread wait at a starting "
+                    f"line that opens once all {len(order)} have been started: a "
+                    f"threading.Barrier({len(order)}) they all wait at, or an Event set after "
+                    f"the last start()"
+                )
+    return None
 
 
 def _hammer(kata, counter: object, threads: int, per_thread: int) -> object:
@@ -255,6 +387,32 @@ def test_hammer_with_a_single_thread(kata):
         )
 
 
+def test_hammer_works_with_any_object_that_has_increment_and_value(kata):
+    counter = _BareCounter()
+    try:
+        got = _hammer(kata, counter, threads=3, per_thread=100)
+    except (AttributeError, TypeError) as error:
+        raise fail_as(
+            "wrong",
+            f"hammer() raised {type(error).__name__}: {error}, on a counter that has only "
+            "increment() and value. It must use only those two: the counter it is given need "
+            "not be your Counter",
+        ) from None
+    if counter.odd_calls:
+        raise fail_as(
+            "wrong",
+            f"hammer() called {counter.odd_calls[0]}; it must call counter.increment() with no "
+            "argument, the one call every counter it may be given accepts",
+        )
+    if counter.value != 300 or got != 300:
+        raise fail_as(
+            "wrong",
+            f"hammer(counter, threads=3, per_thread=100) must call increment() 300 times on "
+            f"the counter it is given and return its value; that counter counted "
+            f"{counter.value} calls, and hammer() returned {got!r}",
+        )
+
+
 def test_hammer_releases_its_threads_together(kata):
     threads = 6
     counter = _TallyCounter()
@@ -264,12 +422,15 @@ def test_hammer_releases_its_threads_together(kata):
         raise fail_as("wrong", "hammer() never called increment()")
     if earliest < threads:
         raise fail_as(
-            "race",
+            "contract",
             f"the first increment() came when only {earliest} of the {threads} threads had "
             f"been started. Threads that start one by one barely overlap, so the counter is "
             f"never really contended. Make each thread wait at a starting line until all "
             f"{threads} exist (a threading.Barrier for {threads} parties), then go",
         )
+    skipped = _start_line_skipped(kata, counter)
+    if skipped is not None:
+        raise fail_as("contract", skipped)
 
 
 @pytest.mark.kata_timeout(8)
@@ -285,10 +446,9 @@ def test_hammer_joins_its_threads_before_returning(kata):
         counter.opener.join()
         for thread in list(counter.calls):
             thread.join(5)  # tidy up after a hammer that did not join, so the failure is ours
-    seen = counter.seen_when_read
-    if seen is None:
+    if not counter.reads:
         raise fail_as("wrong", "hammer() never read counter.value: it must return counter.value")
-    done, running = seen
+    done, running = counter.reads[-1]  # what it returns: its last read (one before is fine)
     expected = threads * per_thread
     if running or done != expected:
         raise fail_as(

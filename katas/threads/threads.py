@@ -16,7 +16,7 @@ import threading  # noqa: F401 - you will need it
 class Counter:
     """A count, starting at 0, that many threads may add to at the same time.
 
-    - ``Counter()`` starts at 0.
+    - ``Counter()`` starts at 0, with a count of its own: other Counters never change it.
     - ``increment(by=1)`` adds ``by``. It may be called from many threads at once, and no
       call may ever be lost: after N calls in total, from any threads, ``value`` has risen
       by the sum of their ``by``.
@@ -43,7 +43,9 @@ def hammer(counter, threads: int = 8, per_thread: int = 10_000) -> int:
     - Start exactly ``threads`` ``threading.Thread`` objects. Each calls
       ``counter.increment()`` (no argument) ``per_thread`` times.
     - Release them together: no thread may call ``increment()`` before every one of
-      them has been started (a ``threading.Barrier`` does this).
+      them has been started. Something must make each thread wait for that: a
+      ``threading.Barrier`` does (so do an Event set after the last ``start()``, or a
+      Condition); a ``time.sleep()`` does not, it only makes it likely.
     - Join every thread, then return ``counter.value``. When ``hammer()`` returns, none
       of its threads is still running.
     - ``counter`` is any object with an ``increment()`` method and a ``value``

@@ -37,6 +37,7 @@ __all__ = [
     "ControlledRLock",
     "Deadlocked",
     "Scheduler",
+    "SelfDeadlocked",
     "Step",
     "controlled",
     "running",
@@ -61,6 +62,12 @@ _active: Scheduler | None = None
 class Deadlocked(BaseException):
     """Raised in every task when nobody can run: it unwinds the run (not an Exception, so
     ``except Exception`` in learner code does not swallow it)."""
+
+
+class SelfDeadlocked(BaseException):
+    """Raised in a thread that asks, with no timeout, for a Lock it holds by a `with`: it
+    would wait for itself for ever. It ends that thread (not an Exception, so ``except
+    Exception`` in learner code does not swallow it and retry); the trace says why."""
 
 
 @final

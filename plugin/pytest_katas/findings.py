@@ -25,6 +25,7 @@ class Finding:
     kind: Kind
     message: str
     details: str
+    stopped: bool = False  # the plugin stopped the code: what the test saw then is ours
 
 
 def _lock_namer(history: History) -> Callable[[str], str]:
@@ -147,6 +148,9 @@ def audit(rundir: RunDir, files: tuple[str, ...], relpath: Callable[[str], str])
     """The first thing the trace shows to be wrong so far, whatever the outcome was."""
     trace.flush()
     history = History.read(rundir, files)
+    stuck = self_deadlock(history, files, relpath)
+    if stuck is not None:
+        return stuck
     if history.capped:
         who = ", ".join(history.label(pid) for pid in history.capped)
         return Finding(
@@ -161,6 +165,48 @@ def audit(rundir: RunDir, files: tuple[str, ...], relpath: Callable[[str], str])
     if found:
         return race_finding(history, found[0], relpath)
     return short_send(history)
+
+
+def self_deadlock(
+    history: History, files: tuple[str, ...], relpath: Callable[[str], str]
+) -> Finding | None:
+    """A thread that asked again for a Lock it held by a `with`, with no timeout: it would
+    have waited for itself for ever, so the plugin stopped it there (``relock``)."""
+    event = next((e for e in history.events if e.op == "relock"), None)
+    if event is None:
+        return None
+    holder, took, asker = event.extra
+    first = _at(_site_of(int(took), files), relpath)
+    again = _at(event.site, relpath)
+    inside = _(", in {function}()").format(function=asker) if asker != holder else ""
+    return Finding(
+        Kind.HANG,
+        _(
+            "{function}() re-acquires a Lock this thread already holds: it took it at "
+            "{first} and asks for it again at {again}{inside}, so it waits for itself for ever"
+        ).format(function=holder, first=first, again=again, inside=inside),
+        _(
+            "A Lock is not reentrant: even the thread that holds it must wait until it is "
+            "released, and here that thread is the one waiting. While you hold the lock, use "
+            "only what does not take it again, or make it an RLock, which its holder may take "
+            "again. The plugin stopped the thread at once instead of letting the test run to "
+            "its deadline."
+        ),
+        stopped=True,
+    )
+
+
+def _site_of(encoded: int, files: tuple[str, ...]) -> Site | None:
+    """A site as the hooks encode it: file index * SITE_BASE + line."""
+    index, line = divmod(encoded, trace.SITE_BASE)
+    return Site(files[index], line) if 0 <= encoded and index < len(files) else None
+
+
+def _at(site: Site | None, relpath: Callable[[str], str]) -> str:
+    if site is None:
+        return _("a line outside your files")
+    source = site.source().split("  #", 1)[0].strip()
+    return f"{site.where(relpath)} (`{source}`)" if source else site.where(relpath)
 
 
 def short_send(history: History) -> Finding | None:
@@ -207,7 +253,7 @@ def apply(outcome: Outcome, finding: Finding) -> None:
         also = _("Also: {message}").format(message=finding.message)
         outcome.details = f"{outcome.details}\n\n{also}".strip("\n")
         return
-    else:
+    elif not finding.stopped:
         # The symptom only: the test's own guess at the cause is superseded by the finding.
         symptom = outcome.message.split(": ", 1)[0]
         seen = f"{outcome.kind.name}: {symptom}" if outcome.kind else symptom
@@ -396,6 +442,15 @@ def deadlock_finding(
                 who = history.actor(pid, tid).label
                 at = _(" (taken at line {line})").format(line=took.line) if took is not None else ""
                 reason = _("the lock is held by {who}{at}").format(who=who, at=at)
+                mine = (waiter.pid, history.thread_of(waiter.pid, waiter.ident)) == (pid, tid)
+                if mine and history.locks.get(waiter.obj, ("",))[0] != "RLock":
+                    causes.insert(
+                        0,
+                        _(
+                            "{who} waits in {wait} for a Lock it already holds itself{at}: a "
+                            "Lock is not reentrant, so it waits for itself for ever"
+                        ).format(who=label[waiter], wait=wait, at=at),
+                    )
                 if not any(
                     w.pid == pid and history.thread_of(w.pid, w.ident) == tid for w in dead.waiters
                 ):

@@ -77,6 +77,9 @@ def _patch_semlock() -> None:
                     return True
             got = c_acquire(False)
             if not got and block:
+                entered = getattr(self, "_kata_with", None)
+                if lock is not None and timeout is None and lock_like and entered is not None:
+                    _held_by_caller(lock, entered)
                 with trace.waiting("acquire", lock or "lock", timeout is not None, trace.site()):
                     got = c_acquire(True, timeout)
             if got and lock is not None:
@@ -86,6 +89,7 @@ def _patch_semlock() -> None:
         def release() -> None:
             lock = getattr(self, "_kata_lock", None)
             if lock is not None:
+                self._kata_with = None
                 coordinate.point("rel", lock, trace.site())
                 trace.access("rel" if lock_like else "hb+", lock)
             c_release()
@@ -94,7 +98,10 @@ def _patch_semlock() -> None:
         self.acquire, self.release = acquire, release
 
     def __enter__(self: Any) -> bool:
-        return bool(self.acquire())
+        got = bool(self.acquire())
+        if getattr(self, "_kata_lock", None) is not None:
+            self._kata_with = _entered(sys._getframe(1))
+        return got
 
     def __exit__(self: Any, *exc_info: Any) -> None:
         self.release()
@@ -165,6 +172,64 @@ def _patch_mp_sync() -> None:
     install_wrapper(cond, "notify_all", notify_all_)
 
 
+# -- a thread that asks again for a Lock it holds ---------------------------------------------
+
+# Who holds a Lock by `with`: the process and thread (a forked child has a copy of the lock,
+# and its main thread the ident of the thread that forked), and the function and line.
+_Entered = tuple[int, int, str, int]
+
+
+def _entered(frame: Any) -> _Entered:
+    """The `with` that took a lock: its thread, and its learner function and line (a
+    Condition's `with` goes through the stdlib first)."""
+    files, first = trace._files, frame
+    for _ in range(4):
+        index = files.get(frame.f_code.co_filename)
+        if index is not None:
+            return (
+                os.getpid(),
+                _thread.get_ident(),
+                frame.f_code.co_name,
+                index * SITE + frame.f_lineno,
+            )
+        frame = frame.f_back
+        if frame is None:
+            break
+    return os.getpid(), _thread.get_ident(), first.f_code.co_name, -1
+
+
+SITE: Final = trace.SITE_BASE
+
+
+def _held_by_caller(lock: str, entered: _Entered) -> None:
+    """A blocking acquire, with no timeout, of a Lock (not reentrant) that failed: if the
+    calling thread holds that Lock by a `with` it has not left, it waits for itself for
+    ever. Nobody else may release it for it (the `with` would then release a lock it no
+    longer holds), so this is a deadlock already: record it and stop the thread at once,
+    instead of letting the test sit out its deadline. Only while the trace is on: the
+    audit names it from the trace (:func:`.findings.self_deadlock`)."""
+    pid, ident, holder, took = entered
+    if ident != _thread.get_ident() or pid != os.getpid() or not trace.tracing():
+        return
+    where = trace.site()
+    asker = _learner_function()
+    trace.record("relock", lock, [holder, took, asker], where)
+    trace.flush()
+    raise control.SelfDeadlocked(
+        f"{holder}() asked again for a Lock this thread already holds: it waits for itself"
+    )
+
+
+def _learner_function() -> str:
+    """The innermost learner function on the calling stack."""
+    frame: Any = sys._getframe(2)
+    while frame is not None:
+        if frame.f_code.co_filename in trace._files:
+            return str(frame.f_code.co_name)
+        frame = frame.f_back
+    return "?"
+
+
 # -- threads and their locks -----------------------------------------------------------------
 
 
@@ -172,10 +237,13 @@ class TracedLock:
     """A learner's ``threading.Lock``: the real lock, with each acquire and release traced."""
 
     _kind = "acq"
+    _reentrant = False
 
     def __init__(self, inner: Any) -> None:
         self._inner = inner
         self._kata_holder: control.Task | None = None
+        self._kata_took = -1  # where the controlled holder took it
+        self._kata_with: _Entered | None = None  # who holds it by `with`, and from where
         self._kata_lock = new_id("l")
         kind = type(self).__name__.removeprefix("Traced")
         self._kata_made = trace.site(3)
@@ -187,6 +255,9 @@ class TracedLock:
             return self._controlled_acquire(*ctl, blocking, timeout)
         got = self._inner.acquire(False)
         if not got and blocking:
+            entered = self._kata_with
+            if entered is not None and timeout < 0 and not self._reentrant:
+                _held_by_caller(self._kata_lock, entered)
             with trace.waiting("acquire", self._kata_lock, timeout >= 0, trace.site()):
                 got = self._inner.acquire(True, timeout)
         if got:
@@ -200,15 +271,24 @@ class TracedLock:
         sched.point(task, "acq", self._kata_lock, where)
         holder = self._kata_holder
 
+        took = self._kata_took
+
         def waits() -> str:
-            held = f", held by #{holder.index}" if holder is not None else ""
             made = self._kata_made % trace.SITE_BASE if self._kata_made >= 0 else None
+            if holder is task:  # a Lock is not reentrant: its holder waits for itself
+                at = f" at line {took % trace.SITE_BASE}" if took >= 0 else ""
+                return (
+                    f"acquire of {_lock_name(made)}, a Lock this thread already holds (it "
+                    f"took it{at}): it waits for itself"
+                )
+            held = f", held by #{holder.index}" if holder is not None else ""
             return f"acquire of {_lock_name(made)}{held}"
 
         got = sched.acquire(task, self._inner, blocking, timeout, waits)
         if got:
             if not self._nested():
                 self._kata_holder = task
+                self._kata_took = where
             trace.access("acq", self._kata_lock, None, where)
         return got
 
@@ -224,13 +304,16 @@ class TracedLock:
         trace.access("rel", self._kata_lock)
         if not self._nested():
             self._kata_holder = None
+            self._kata_with = None
         self._inner.release()
 
     def locked(self) -> bool:
         return bool(self._inner.locked())
 
     def __enter__(self) -> bool:
-        return self.acquire()
+        got = self.acquire()
+        self._kata_with = _entered(sys._getframe(1))
+        return got
 
     def __exit__(self, *exc_info: Any) -> None:
         self.release()
@@ -244,6 +327,8 @@ class TracedLock:
 
 class TracedRLock(TracedLock):
     """A learner's ``threading.RLock``; it also serves a Condition made by learner code."""
+
+    _reentrant = True
 
     def _is_owned(self) -> bool:
         return bool(self._inner._is_owned())

@@ -1,6 +1,7 @@
 """MUTANT: increment() does `self._value += by` with no lock at all.
 
 expect: race
+clause: C3
 trace: race
 """
 

@@ -1,6 +1,7 @@
 """MUTANT: hammer() joins each thread right after starting it (and drops the barrier), so they run one after another.
 
-expect: race
+expect: contract
+clause: C6
 """
 
 from __future__ import annotations

@@ -1,6 +1,7 @@
 """MUTANT: increment() makes a new Lock on every call, so no two calls ever share one.
 
 expect: race
+clause: C3
 trace: race
 """
 

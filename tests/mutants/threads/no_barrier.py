@@ -1,6 +1,7 @@
 """MUTANT: hammer() has no starting line: each thread starts incrementing as soon as it is started.
 
-expect: race
+expect: contract
+clause: C6
 """
 
 from __future__ import annotations

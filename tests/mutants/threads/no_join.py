@@ -1,6 +1,7 @@
 """MUTANT: hammer() starts its threads and returns counter.value without joining them.
 
 expect: wrong, race, leak
+clause: C7
 """
 
 from __future__ import annotations

@@ -1,6 +1,7 @@
 """MUTANT: increment() reads the value under the lock but writes it back after releasing it.
 
 expect: race
+clause: C3
 trace: race
 """
 

@@ -1,6 +1,7 @@
 """MUTANT: the count is a public attribute `self.value`, so anyone can overwrite it.
 
 expect: wrong
+clause: C4
 """
 
 from __future__ import annotations

@@ -1,0 +1,52 @@
+"""MUTANT: hammer() starts one thread fewer and has the calling thread do that share of the
+increments itself: the total is right, but one share does not come from a started thread.
+
+expect: wrong
+clause: C5
+"""
+
+from __future__ import annotations
+
+import threading
+
+
+class Counter:
+    """A count that many threads may add to at once."""
+
+    def __init__(self) -> None:
+        self._value = 0
+        # ONE lock, made once and shared by every call. A lock made inside increment()
+        # would be a new, private lock each time: nobody else could ever be waiting on it.
+        self._lock = threading.Lock()
+
+    def increment(self, by: int = 1) -> None:
+        # `+=` is three steps: read the old value, add, write it back. Another thread
+        # may run between the read and the write; the lock makes the three steps one.
+        with self._lock:
+            self._value += by
+
+    @property
+    def value(self) -> int:
+        # A property with no setter: reading works, `counter.value = 5` raises AttributeError.
+        with self._lock:
+            return self._value
+
+
+def _pound(counter, start_line: threading.Barrier, times: int) -> None:
+    start_line.wait()  # nobody starts until everybody has been started
+    for _ in range(times):
+        counter.increment()
+
+
+def hammer(counter, threads: int = 8, per_thread: int = 10_000) -> int:
+    start_line = threading.Barrier(threads)
+    workers = [
+        threading.Thread(target=_pound, args=(counter, start_line, per_thread))
+        for _ in range(threads - 1)
+    ]
+    for worker in workers:
+        worker.start()
+    _pound(counter, start_line, per_thread)  # why not help, instead of only waiting?
+    for worker in workers:
+        worker.join()  # read the count only once every thread has finished adding
+    return counter.value
