@@ -72,13 +72,8 @@ def _pools_opened_by(kata, call):
 
 
 def _check_closed_and_joined(kata, what: str, pools: list[list]) -> None:
-    """Every pool the call made was closed, then joined, before the call returned."""
-    if not pools:
-        raise fail_as(
-            "contract",
-            f"{what} made no multiprocessing.Pool: the contract asks for the work to be done "
-            "in one, closed and joined before returning",
-        )
+    """Every pool the call made was closed, then joined, before the call returned. (A call
+    that made no Pool at all is the business of the tests of the workers.)"""
     seen = observed(kata)
     for events in pools:
         names = [e.extra for e in events]
@@ -89,11 +84,16 @@ def _check_closed_and_joined(kata, what: str, pools: list[list]) -> None:
             end = events[names.index("terminate")]
             how = ""
             if end.site is not None and end.site.source().startswith("with "):
-                how = ", which is what a `with Pool(...)` block does on the way out"
+                how = ", as a `with Pool(...)` block does on the way out"
+            did = (
+                "closed its pool but never joined it: it ended the pool"
+                if closed is not None
+                else "ended its pool"
+            )
             raise fail_as(
                 "contract",
-                f"{what} ended its pool with terminate() ({seen.line(end.site)}{how}), "
-                "without close() then join(): terminate() stops the workers at once, "
+                f"{what} {did} with terminate() ({seen.line(end.site)}{how}), "
+                "not with close() then join(): terminate() stops the workers at once, "
                 "whatever they are doing. The contract: close the pool, then join it, "
                 "before returning",
             )
@@ -188,6 +188,12 @@ def _check_squares(numbers: list[int], got) -> None:
 # -- task 1: squares ---------------------------------------------------------------------
 
 
+def test_squares_closes_and_joins_its_pool(kata):
+    got, pools = _pools_opened_by(kata, lambda: kata.squares([1, 2, 3], processes=2))
+    _check_closed_and_joined(kata, "squares([1, 2, 3])", pools)
+    _check_squares([1, 2, 3], got)
+
+
 def test_squares_returns_each_square_in_input_order(kata):
     numbers = [7, -3, 0, 12, 5, -11, 2, 9, 1, 30, -8, 4, *range(500, 100, -2)]
     _check_squares(numbers, kata.squares(numbers, processes=2))
@@ -209,12 +215,6 @@ def test_squares_of_an_empty_list_is_an_empty_list(kata):
 def test_squares_works_in_a_pool_of_worker_processes(kata):
     _check_squares(list(range(20)), kata.squares(list(range(20)), processes=3))
     _check_workers(kata, "squares(..., processes=3)", 3)
-
-
-def test_squares_closes_and_joins_its_pool(kata):
-    got, pools = _pools_opened_by(kata, lambda: kata.squares([1, 2, 3], processes=2))
-    _check_closed_and_joined(kata, "squares([1, 2, 3])", pools)
-    _check_squares([1, 2, 3], got)
 
 
 # -- task 2: gather ----------------------------------------------------------------------
@@ -339,6 +339,14 @@ def test_gather_runs_its_tasks_at_the_same_time(kata):
 # -- task 3: crawl -----------------------------------------------------------------------
 
 
+def test_crawl_closes_and_joins_its_pool(kata, site):
+    ok, missing = site.url("/bytes/7"), site.url("/missing")
+    _, pools = _pools_opened_by(kata, lambda: kata.crawl([ok], 2))
+    _check_closed_and_joined(kata, f"crawl([{ok!r}])", pools)
+    _, pools = _pools_opened_by(kata, lambda: kata.crawl([ok, missing], 2))
+    _check_closed_and_joined(kata, "crawl() of a page and a missing page", pools)
+
+
 def test_crawl_measures_each_page_in_bytes(kata, site):
     sizes = (0, 1, 1000, 65536)
     chunked = site.url("/chunked/5000")
@@ -403,12 +411,10 @@ def test_crawl_reports_a_refused_connection_as_an_error(kata, site):
     _check_message(f"{site.dead} (refused)", errors[site.dead], _fetch_here(site.dead))
 
 
-@pytest.mark.kata_timeout(10)
+@pytest.mark.kata_timeout(6)
 def test_crawl_gives_up_on_a_page_that_never_answers(kata, site):
     stall, ok = site.url("/stall"), site.url("/bytes/5")
-    started = time.monotonic()
     pages, errors = kata.crawl([stall, ok], processes=2)
-    took = time.monotonic() - started
     _check_each_arg_once([stall, ok], pages, errors, what="url")
     assert pages == {ok: 5}, f"got pages {pages!r}"
     # Where the wait ran out decides the exception: URLError or TimeoutError.
@@ -416,7 +422,6 @@ def test_crawl_gives_up_on_a_page_that_never_answers(kata, site):
         f"expected 'ExceptionType: ... timed out' for the page that never answers, got "
         f"{errors[stall]!r}"
     )
-    assert took < 8, f"crawl took {took:.1f} s: pass timeout=TIMEOUT to urlopen"
 
 
 def test_crawl_puts_every_url_in_exactly_one_dict(kata, site):
@@ -461,11 +466,3 @@ def test_crawl_fetches_in_worker_processes(kata, site):
         f"got {pages!r}, {errors!r}"
     )
     _check_workers(kata, "crawl(..., processes=2)", 2)
-
-
-def test_crawl_closes_and_joins_its_pool(kata, site):
-    ok, missing = site.url("/bytes/7"), site.url("/missing")
-    _, pools = _pools_opened_by(kata, lambda: kata.crawl([ok], 2))
-    _check_closed_and_joined(kata, f"crawl([{ok!r}])", pools)
-    _, pools = _pools_opened_by(kata, lambda: kata.crawl([ok, missing], 2))
-    _check_closed_and_joined(kata, "crawl() of a page and a missing page", pools)

@@ -1,6 +1,6 @@
 """MUTANT: gather closes the pool but returns without join(), while callbacks may still be running.
 
-expect: leak
+expect: contract
 clause: C3
 """
 
