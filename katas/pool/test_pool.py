@@ -101,8 +101,8 @@ def _check_closed_and_joined(kata, what: str, pools: list[list]) -> None:
             raise fail_as(
                 "leak",
                 f"{what} closed its pool ({seen.line(events[closed].site)}) but never joined "
-                "it: it returned while the pool's workers were still running. join() after "
-                "close() waits until every worker has exited",
+                "it: it returned without waiting for the pool's workers to exit. join() after "
+                "close() waits until every task is done and every worker has exited",
             )
         raise fail_as(
             "leak",
