@@ -189,9 +189,8 @@ def _check_squares(numbers: list[int], got) -> None:
 
 
 def test_squares_closes_and_joins_its_pool(kata):
-    got, pools = _pools_opened_by(kata, lambda: kata.squares([1, 2, 3], processes=2))
+    _, pools = _pools_opened_by(kata, lambda: kata.squares([1, 2, 3], processes=2))
     _check_closed_and_joined(kata, "squares([1, 2, 3])", pools)
-    _check_squares([1, 2, 3], got)
 
 
 def test_squares_returns_each_square_in_input_order(kata):
