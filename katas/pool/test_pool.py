@@ -212,8 +212,8 @@ def test_squares_of_an_empty_list_is_an_empty_list(kata):
 
 
 def test_squares_works_in_a_pool_of_worker_processes(kata):
-    _check_squares(list(range(20)), kata.squares(list(range(20)), processes=3))
-    _check_workers(kata, "squares(..., processes=3)", 3)
+    _check_squares(list(range(20)), kata.squares(list(range(20)), processes=2))
+    _check_workers(kata, "squares(..., processes=2)", 2)
 
 
 # -- task 2: gather ----------------------------------------------------------------------
@@ -230,7 +230,7 @@ def test_gather_closes_and_joins_its_pool(kata):
 
 def test_gather_records_every_result_under_its_arg(kata):
     args = [0, 1, 4, 9, 16, 2.25, 100]
-    results, errors = kata.gather(math.sqrt, args, processes=3)
+    results, errors = kata.gather(math.sqrt, args, processes=2)
     assert errors == {}, f"no task failed, but errors is {errors!r}"
     _check_each_arg_once(args, results, errors)
     assert results == {arg: math.sqrt(arg) for arg in args}, (
@@ -238,7 +238,7 @@ def test_gather_records_every_result_under_its_arg(kata):
     )
     # A second call, with args that are equal only to themselves (as a copy of one is not).
     tokens = [object() for _ in range(4)]
-    again, errors = kata.gather(operator.truth, [*tokens, 5], processes=3)
+    again, errors = kata.gather(operator.truth, [*tokens, 5], processes=2)
     left_over = [key for key in (*again, *errors) if key in args]
     if left_over:
         raise fail_as(
@@ -255,7 +255,7 @@ def test_gather_records_every_result_under_its_arg(kata):
 
 def test_gather_records_each_failure_as_its_type_and_message(kata):
     args = ["12", "x", "-7", "", "3.5", "0"]
-    results, errors = kata.gather(int, args, processes=3)
+    results, errors = kata.gather(int, args, processes=2)
     failing = ("x", "", "3.5")
     unheard = [arg for arg in failing if arg not in errors and arg not in results]
     if unheard:
@@ -434,7 +434,7 @@ def test_crawl_puts_every_url_in_exactly_one_dict(kata, site):
         site.url("/nope"),
         site.url("/bytes/3"),
     ]
-    pages, errors = kata.crawl(urls, processes=4)
+    pages, errors = kata.crawl(urls, processes=2)
     _check_each_arg_once(urls, pages, errors, what="url")
     assert set(pages) == {urls[0], urls[3], urls[5], urls[7]}, f"got pages {pages!r}"
 
