@@ -279,10 +279,10 @@ def test_gather_puts_every_arg_in_exactly_one_dict(kata):
 
 def test_gather_returns_only_after_every_task_has_finished(kata):
     # time.sleep returns None after the pause, and a negative pause raises ValueError.
-    args = [0.4, 0.2, -1, 0.6, 0.0]
+    args = [0.2, 0.1, -1, 0.3, 0.0]
     results, errors = kata.gather(time.sleep, args, processes=2)
     _check_each_arg_once(args, results, errors)
-    assert results == {0.4: None, 0.2: None, 0.6: None, 0.0: None}, f"got {results!r}"
+    assert results == {0.2: None, 0.1: None, 0.3: None, 0.0: None}, f"got {results!r}"
     assert errors == {-1: _describe(time.sleep, -1)}, f"got {errors!r}"
 
 
