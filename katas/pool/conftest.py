@@ -3,6 +3,8 @@
 Pages:
   /bytes/<n>     200, a body of exactly n bytes
   /zh            200, Chinese text in UTF-8 (more bytes than characters)
+  /chunked/<n>   200, n bytes sent in chunks (HTTP/1.1 chunked transfer encoding): no
+                 Content-Length header, so only the bytes read() tell the length
   /missing       404 (so is any unknown page)
   /boom          500
   /stall         never answers (until the test ends)
@@ -79,11 +81,26 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(body)
 
+    def _send_chunked(self, body: bytes) -> None:
+        self.protocol_version = "HTTP/1.1"  # chunked transfer encoding needs HTTP/1.1
+        self.send_response(200)
+        self.send_header("Content-Type", "text/plain")
+        self.send_header("Transfer-Encoding", "chunked")
+        self.send_header("Connection", "close")
+        self.end_headers()
+        for start in range(0, len(body), 1000):
+            piece = body[start : start + 1000]
+            self.wfile.write(b"%x\r\n%s\r\n" % (len(piece), piece))
+        self.wfile.write(b"0\r\n\r\n")
+        self.close_connection = True
+
     def do_GET(self) -> None:  # noqa: N802 - http.server's name
         parts = self.path.strip("/").split("/")
         try:
             if parts[0] == "bytes":
                 self._send(200, b"x" * int(parts[1]))
+            elif parts[0] == "chunked":
+                self._send_chunked(b"x" * int(parts[1]))
             elif parts[0] == "zh":
                 self._send(200, ZH_TEXT.encode("utf-8"), "text/plain; charset=utf-8")
             elif parts[0] == "boom":

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import copy
-import gc
 import math
 import multiprocessing
 import operator
+import re
 import time
+import urllib.error
 import urllib.request
-import warnings
 
 import pytest
 
@@ -25,14 +25,127 @@ def _describe(func, arg) -> str:
     raise AssertionError(f"{func.__name__}({arg!r}) was expected to fail")
 
 
-def _call_and_catch_unclosed_pool(call):
-    """Run call(); return (its value, True if it dropped a Pool it never closed)."""
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always", ResourceWarning)
-        value = call()
-        gc.collect()  # a dropped Pool warns when it is collected
-    unclosed = any("unclosed running multiprocessing pool" in str(w.message) for w in caught)
-    return value, unclosed
+def _fetch_here(url: str) -> str:
+    """What crawl() must record for a url that fails, fetched here in the test process."""
+    try:
+        with urllib.request.urlopen(url, timeout=5):
+            pass
+    except urllib.error.HTTPError as exc:
+        exc.close()
+        return f"{type(exc).__name__}: {exc}"
+    except OSError as exc:
+        return f"{type(exc).__name__}: {exc}"
+    raise AssertionError(f"{url} was expected to fail")
+
+
+def _check_message(what: str, got: str, expected: str) -> None:
+    """A message must be exactly ``f"{type(exc).__name__}: {exc}"``."""
+    if got == expected:
+        return
+    kind, _, text = expected.partition(": ")
+    if got == text:
+        raise fail_as(
+            "wrong",
+            f"the message for {what} is {got!r}: that is str(exc) alone. The contract asks "
+            f'for the exception\'s type first, f"{{type(exc).__name__}}: {{exc}}": {expected!r}',
+        )
+    raise fail_as(
+        "wrong",
+        f'the message for {what} must be f"{{type(exc).__name__}}: {{exc}}" of the '
+        f"exception, {expected!r}; got {got!r}",
+    )
+
+
+def _pools_opened_by(kata, call):
+    """Run call(); return (its value, the pools it made: the calls made on each, in order)."""
+    before = len(observed(kata).events("pool"))
+    value = call()
+    pools: list[list] = []
+    current: dict[str, list] = {}
+    for event in observed(kata).events("pool")[before:]:
+        if event.extra == "open" or event.obj not in current:
+            current[event.obj] = []
+            pools.append(current[event.obj])
+        if event.extra != "open":
+            current[event.obj].append(event)
+    return value, pools
+
+
+def _check_closed_and_joined(kata, what: str, pools: list[list]) -> None:
+    """Every pool the call made was closed, then joined, before the call returned. (A call
+    that made no Pool at all is the business of the tests of the workers.)"""
+    seen = observed(kata)
+    for events in pools:
+        names = [e.extra for e in events]
+        closed = names.index("close") if "close" in names else None
+        if closed is not None and "join" in names[closed:]:
+            continue
+        if "terminate" in names:
+            end = events[names.index("terminate")]
+            how = ""
+            if end.site is not None and end.site.source().startswith("with "):
+                how = ", as a `with Pool(...)` block does on the way out"
+            did = (
+                "closed its pool but never joined it: it ended the pool"
+                if closed is not None
+                else "ended its pool"
+            )
+            raise fail_as(
+                "contract",
+                f"{what} {did} with terminate() ({seen.line(end.site)}{how}), "
+                "not with close() then join(): terminate() stops the workers at once, "
+                "whatever they are doing. The contract: close the pool, then join it, "
+                "before returning",
+            )
+        if closed is not None:
+            raise fail_as(
+                "leak",
+                f"{what} closed its pool ({seen.line(events[closed].site)}) but never joined "
+                "it: it returned without waiting for the pool's workers to exit. join() after "
+                "close() waits until every task is done and every worker has exited",
+            )
+        raise fail_as(
+            "leak",
+            f"{what} returned with its pool still running: it was never closed nor joined. "
+            "Call close(), then join(), before returning",
+        )
+
+
+def _most_workers_alive_at_once(kata) -> int:
+    """How many worker processes (not a Manager's server) were alive at the same moment."""
+    roles = {child.name: child.role for child in children("any")}
+    alive: set[str] = set()
+    most = 0
+    for event in observed(kata).history.events:
+        if event.op == "pstart" and roles.get(event.extra) != "manager":
+            alive.add(event.obj)
+            most = max(most, len(alive))
+        elif event.op in ("pend", "pjoin"):
+            alive.discard(event.obj)
+    return most
+
+
+def _check_workers(kata, what: str, processes: int) -> None:
+    """The work was done in a multiprocessing.Pool of at most ``processes`` workers."""
+    if not any(e.extra == "open" for e in observed(kata).events("pool")):
+        raise fail_as(
+            "contract",
+            f"{what} made no multiprocessing.Pool: the contract asks for the work to be done "
+            "in a multiprocessing.Pool (not a concurrent.futures executor, not processes of "
+            "your own)",
+        )
+    if not children():
+        raise fail_as(
+            "contract",
+            f"{what} started no worker process: the work must be done by the pool's workers",
+        )
+    most = _most_workers_alive_at_once(kata)
+    if most > processes:
+        raise fail_as(
+            "contract",
+            f"{what} had {most} worker processes alive at the same time; the contract "
+            f"allows {processes}: a Pool(processes) of that many workers",
+        )
 
 
 def _check_each_arg_once(args: list, results: dict, errors: dict, what: str = "arg") -> None:
@@ -40,14 +153,23 @@ def _check_each_arg_once(args: list, results: dict, errors: dict, what: str = "a
     if both:
         raise fail_as("lost", f"{what}(s) in both dicts, counted twice: {sorted(map(repr, both))}")
     missing = [arg for arg in args if arg not in results and arg not in errors]
+    extra = [key for key in (*results, *errors) if key not in args]
+    if missing and extra:
+        raise fail_as(
+            "wrong",
+            f"{len(missing)} of {len(args)} {what}(s) are in neither dict, and there are "
+            f"{len(extra)} key(s) that were never passed in, e.g. {extra[0]!r}: each outcome "
+            f"must be recorded under the very {what} that was submitted (a copy of it, such as "
+            "one that went to a worker and came back, is a different object)",
+        )
     if missing:
         raise fail_as(
             "lost",
             f"{len(missing)} of {len(args)} {what}(s) are in neither dict, e.g. "
-            f"{', '.join(map(repr, missing[:4]))}: a task that raises reaches only the "
-            "error_callback, and a task still running when you return is not recorded yet",
+            f"{', '.join(map(repr, missing[:4]))}: every task must end in one of them before "
+            "the function returns, its value through the callback or its failure through "
+            "the error_callback",
         )
-    extra = (set(results) | set(errors)) - set(args)
     if extra:
         raise fail_as("wrong", f"keys that were never passed in: {sorted(map(repr, extra))}")
 
@@ -66,11 +188,16 @@ def _check_squares(numbers: list[int], got) -> None:
 # -- task 1: squares ---------------------------------------------------------------------
 
 
+def test_squares_closes_and_joins_its_pool(kata):
+    _, pools = _pools_opened_by(kata, lambda: kata.squares([1, 2, 3], processes=2))
+    _check_closed_and_joined(kata, "squares([1, 2, 3])", pools)
+
+
 def test_squares_returns_each_square_in_input_order(kata):
     numbers = [7, -3, 0, 12, 5, -11, 2, 9, 1, 30, -8, 4, *range(500, 100, -2)]
     _check_squares(numbers, kata.squares(numbers, processes=2))
     # The right order can come by luck; only Pool.map promises it every time.
-    used = {e.extra for e in observed(kata).events("pool")} - {"close", "join", "terminate"}
+    used = {e.extra for e in observed(kata).events("pool")} - {"open", "close", "join", "terminate"}
     if used and not used & {"map", "map_async"}:
         raise fail_as(
             "contract",
@@ -85,50 +212,62 @@ def test_squares_of_an_empty_list_is_an_empty_list(kata):
 
 
 def test_squares_works_in_a_pool_of_worker_processes(kata):
-    _check_squares(list(range(20)), kata.squares(list(range(20)), processes=3))
-    started = children()
-    # A pool ended by terminate() may kill a worker before it has even started up, so
-    # count at least one worker, and no more than asked for.
-    assert 1 <= len(started) <= 3, (
-        f"squares(..., processes=3) must square in a Pool(3) of worker processes; "
-        f"{len(started)} process(es) were started"
-    )
-
-
-def test_squares_closes_and_joins_its_pool(kata):
-    got, unclosed = _call_and_catch_unclosed_pool(lambda: kata.squares([1, 2, 3], processes=2))
-    _check_squares([1, 2, 3], got)
-    if unclosed:
-        raise fail_as(
-            "leak",
-            "squares() returned with its Pool still running: Python had to clean it up "
-            "when the pool was garbage collected. Call close() then join() once the work "
-            "is done (or use `with Pool(...)`)",
-        )
+    _check_squares(list(range(20)), kata.squares(list(range(20)), processes=2))
+    _check_workers(kata, "squares(..., processes=2)", 2)
 
 
 # -- task 2: gather ----------------------------------------------------------------------
 
 
+def test_gather_closes_and_joins_its_pool(kata):
+    # Once when every task succeeds, once when some fail: the pool is closed and joined
+    # on every path.
+    _, pools = _pools_opened_by(kata, lambda: kata.gather(abs, [-3, 2, -1], processes=2))
+    _check_closed_and_joined(kata, "gather(abs, [-3, 2, -1])", pools)
+    _, pools = _pools_opened_by(kata, lambda: kata.gather(int, ["1", "x", "2"], processes=2))
+    _check_closed_and_joined(kata, 'gather(int, ["1", "x", "2"]), where int("x") fails,', pools)
+
+
 def test_gather_records_every_result_under_its_arg(kata):
     args = [0, 1, 4, 9, 16, 2.25, 100]
-    results, errors = kata.gather(math.sqrt, args, processes=3)
+    results, errors = kata.gather(math.sqrt, args, processes=2)
     assert errors == {}, f"no task failed, but errors is {errors!r}"
+    _check_each_arg_once(args, results, errors)
     assert results == {arg: math.sqrt(arg) for arg in args}, (
         f"results must map each arg to math.sqrt(arg); got {results!r}"
+    )
+    # A second call, with args that are equal only to themselves (as a copy of one is not).
+    tokens = [object() for _ in range(4)]
+    again, errors = kata.gather(operator.truth, [*tokens, 5], processes=2)
+    left_over = [key for key in (*again, *errors) if key in args]
+    if left_over:
+        raise fail_as(
+            "wrong",
+            f"the second call of gather() returned keys of the first call: "
+            f"{sorted(map(repr, left_over))}. Each call returns the results and errors of "
+            "its own args only: start with empty dicts every time",
+        )
+    _check_each_arg_once([*tokens, 5], again, errors)
+    assert not errors and all(again[key] is True for key in (*tokens, 5)), (
+        f"operator.truth of each arg is True; got {again!r}, errors {errors!r}"
     )
 
 
 def test_gather_records_each_failure_as_its_type_and_message(kata):
     args = ["12", "x", "-7", "", "3.5", "0"]
-    results, errors = kata.gather(int, args, processes=3)
-    _check_each_arg_once(args, results, errors)
-    expected = {arg: _describe(int, arg) for arg in ("x", "", "3.5")}
-    assert errors == expected, (
-        f"errors must map each failing arg to 'ExceptionType: message'; expected "
-        f"{expected!r}, got {errors!r}"
-    )
-    assert results == {"12": 12, "-7": -7, "0": 0}, f"wrong results: {results!r}"
+    results, errors = kata.gather(int, args, processes=2)
+    failing = ("x", "", "3.5")
+    unheard = [arg for arg in failing if arg not in errors and arg not in results]
+    if unheard:
+        raise fail_as(
+            "lost",
+            f"int() raised for {', '.join(map(repr, unheard))}, yet neither dict has it: a "
+            "task that raises never reaches the callback, only the error_callback",
+        )
+    for arg in failing:
+        assert arg in errors, f"int({arg!r}) raised, so {arg!r} belongs in errors; got {errors!r}"
+        _check_message(f"int({arg!r})", errors[arg], _describe(int, arg))
+    assert set(errors) == set(failing), f"only the args int() fails on; errors is {errors!r}"
 
 
 def test_gather_puts_every_arg_in_exactly_one_dict(kata):
@@ -140,10 +279,10 @@ def test_gather_puts_every_arg_in_exactly_one_dict(kata):
 
 def test_gather_returns_only_after_every_task_has_finished(kata):
     # time.sleep returns None after the pause, and a negative pause raises ValueError.
-    args = [0.4, 0.2, -1, 0.6, 0.0]
+    args = [0.2, 0.1, -1, 0.3, 0.0]
     results, errors = kata.gather(time.sleep, args, processes=2)
     _check_each_arg_once(args, results, errors)
-    assert results == {0.4: None, 0.2: None, 0.6: None, 0.0: None}, f"got {results!r}"
+    assert results == {0.2: None, 0.1: None, 0.3: None, 0.0: None}, f"got {results!r}"
     assert errors == {-1: _describe(time.sleep, -1)}, f"got {errors!r}"
 
 
@@ -159,8 +298,7 @@ def test_gather_never_returns_before_the_last_callback_has_run(kata, kata_stress
         if outcome != (12, 2):
             return (
                 f"expected 12 results and 2 errors, got {outcome[0]} and {outcome[1]}: "
-                "gather() returned while callbacks were still running (join() the pool "
-                "after close(), before reading the dicts)"
+                "gather() returned before every task had ended in one of its dicts"
             )
         return None
 
@@ -187,36 +325,57 @@ def test_gather_runs_its_tasks_at_the_same_time(kata):
     assert not errors and sorted(results.values()) == [0, 1, 2], (
         f"unexpected results {results!r} and errors {errors!r}"
     )
-
-
-def test_gather_closes_and_joins_its_pool(kata):
-    (results, errors), unclosed = _call_and_catch_unclosed_pool(
-        lambda: kata.gather(abs, [-3, 2, -1], processes=2)
-    )
-    assert (results, errors) == ({-3: 3, 2: 2, -1: 1}, {}), f"got {results!r}, {errors!r}"
-    if unclosed:
+    used = {e.extra for e in observed(kata).events("pool")}
+    if "apply_async" not in used:
         raise fail_as(
-            "leak",
-            "gather() returned with its Pool still running: its workers lived on until "
-            "garbage collection killed them. close() the pool, then join() it",
+            "contract",
+            "the tasks ran at the same time, but not through Pool.apply_async: the contract "
+            "asks for a multiprocessing.Pool, every task submitted with apply_async and its "
+            "callbacks",
         )
 
 
 # -- task 3: crawl -----------------------------------------------------------------------
 
 
+def test_crawl_closes_and_joins_its_pool(kata, site):
+    ok, missing = site.url("/bytes/7"), site.url("/missing")
+    _, pools = _pools_opened_by(kata, lambda: kata.crawl([ok], 2))
+    _check_closed_and_joined(kata, f"crawl([{ok!r}])", pools)
+    _, pools = _pools_opened_by(kata, lambda: kata.crawl([ok, missing], 2))
+    _check_closed_and_joined(kata, "crawl() of a page and a missing page", pools)
+
+
 def test_crawl_measures_each_page_in_bytes(kata, site):
-    urls = [site.url(f"/bytes/{n}") for n in (0, 1, 1000, 65536)] + [site.url("/zh")]
+    sizes = (0, 1, 1000, 65536)
+    chunked = site.url("/chunked/5000")
+    urls = [site.url(f"/bytes/{n}") for n in sizes] + [site.url("/zh"), chunked]
     pages, errors = kata.crawl(urls, processes=2)
-    assert errors == {}, f"every page answered 200, but errors is {errors!r}"
     zh = len(site.zh_text.encode("utf-8"))
-    expected = {**{site.url(f"/bytes/{n}"): n for n in (0, 1, 1000, 65536)}, site.url("/zh"): zh}
     if pages.get(site.url("/zh")) == len(site.zh_text):
         raise fail_as(
             "wrong",
             f"the Chinese page is {zh} bytes of UTF-8 but was counted as {len(site.zh_text)}: "
             "that is the length of the decoded text. Measure the bytes read()",
         )
+    if pages.get(chunked) != 5000:
+        seen = (
+            f"is in errors as {errors[chunked]!r}"
+            if chunked in errors
+            else (f"was counted as {pages.get(chunked)!r}")
+        )
+        raise fail_as(
+            "wrong",
+            f"{chunked} answered 200 with a body of 5000 bytes, sent in chunks with no "
+            f"Content-Length header, but it {seen}. The length of a page is the number of "
+            "bytes read() returns",
+        )
+    assert errors == {}, f"every page answered 200, but errors is {errors!r}"
+    expected = {
+        **{site.url(f"/bytes/{n}"): n for n in sizes},
+        site.url("/zh"): zh,
+        chunked: 5000,
+    }
     assert pages == expected, f"expected {expected!r}, got {pages!r}"
 
 
@@ -239,9 +398,8 @@ def test_crawl_reports_missing_and_broken_pages_as_errors(kata, site):
             "holds the open response, which cannot be pickled. Catch it in the worker and "
             f"send back its message instead. Got {errors[missing]!r}",
         )
-    assert "404" in errors[missing] and "500" in errors[boom], (
-        f"an HTTP error's message must carry its status code; got {errors!r}"
-    )
+    _check_message(f"{missing} (404)", errors[missing], _fetch_here(missing))
+    _check_message(f"{boom} (500)", errors[boom], _fetch_here(boom))
 
 
 def test_crawl_reports_a_refused_connection_as_an_error(kata, site):
@@ -249,24 +407,20 @@ def test_crawl_reports_a_refused_connection_as_an_error(kata, site):
     pages, errors = kata.crawl([site.dead, ok], processes=2)
     _check_each_arg_once([site.dead, ok], pages, errors, what="url")
     assert pages == {ok: 3}, f"got pages {pages!r}"
-    assert "refused" in errors[site.dead].lower(), (
-        f"nothing listens at {site.dead}; expected a 'Connection refused' message, got "
-        f"{errors[site.dead]!r}"
-    )
+    _check_message(f"{site.dead} (refused)", errors[site.dead], _fetch_here(site.dead))
 
 
-@pytest.mark.kata_timeout(12)
+@pytest.mark.kata_timeout(6)
 def test_crawl_gives_up_on_a_page_that_never_answers(kata, site):
     stall, ok = site.url("/stall"), site.url("/bytes/5")
-    started = time.monotonic()
     pages, errors = kata.crawl([stall, ok], processes=2)
-    took = time.monotonic() - started
     _check_each_arg_once([stall, ok], pages, errors, what="url")
     assert pages == {ok: 5}, f"got pages {pages!r}"
-    assert "timed out" in errors[stall].lower(), (
-        f"expected a 'timed out' message for the page that never answers, got {errors[stall]!r}"
+    # Where the wait ran out decides the exception: URLError or TimeoutError.
+    assert re.fullmatch(r"\w+: .*timed out.*", errors[stall]), (
+        f"expected 'ExceptionType: ... timed out' for the page that never answers, got "
+        f"{errors[stall]!r}"
     )
-    assert took < 8, f"crawl took {took:.1f} s: pass timeout=TIMEOUT to urlopen"
 
 
 def test_crawl_puts_every_url_in_exactly_one_dict(kata, site):
@@ -280,7 +434,7 @@ def test_crawl_puts_every_url_in_exactly_one_dict(kata, site):
         site.url("/nope"),
         site.url("/bytes/3"),
     ]
-    pages, errors = kata.crawl(urls, processes=4)
+    pages, errors = kata.crawl(urls, processes=2)
     _check_each_arg_once(urls, pages, errors, what="url")
     assert set(pages) == {urls[0], urls[3], urls[5], urls[7]}, f"got pages {pages!r}"
 
@@ -310,19 +464,4 @@ def test_crawl_fetches_in_worker_processes(kata, site):
     assert pages == {url: n for n, url in enumerate(urls, 1)} and not errors, (
         f"got {pages!r}, {errors!r}"
     )
-    started = children()
-    assert 1 <= len(started) <= 2, (
-        f"crawl(..., processes=2) must fetch in a Pool(2) of worker processes, not in "
-        f"this process; {len(started)} process(es) were started"
-    )
-
-
-def test_crawl_closes_and_joins_its_pool(kata, site):
-    url = site.url("/bytes/7")
-    (pages, errors), unclosed = _call_and_catch_unclosed_pool(lambda: kata.crawl([url], 2))
-    assert (pages, errors) == ({url: 7}, {}), f"got {pages!r}, {errors!r}"
-    if unclosed:
-        raise fail_as(
-            "leak",
-            "crawl() returned with its Pool still running. close() it, then join() it",
-        )
+    _check_workers(kata, "crawl(..., processes=2)", 2)

@@ -80,6 +80,7 @@ def process_ending(process: Any) -> None:
 
 
 _POOL_CALLS = (
+    "__init__",  # recorded as "open": a pool the learner made
     "close",
     "join",
     "terminate",
@@ -108,7 +109,7 @@ def _patch_pool() -> None:
         ) -> Any:
             where = trace.site()
             if where >= 0:  # the learner's own call, not the pool's inside another one
-                trace.record("pool", f"{id(self):x}", _name, where)
+                trace.record("pool", f"{id(self):x}", _POOL_EVENTS.get(_name, _name), where)
                 # A Pool's workers and threads go their own way: no schedule of ours holds.
                 coordinate.give_up("a multiprocessing.Pool's own processes and threads")
                 control.give_up("a multiprocessing.Pool's own processes and threads")
@@ -119,6 +120,9 @@ def _patch_pool() -> None:
 
         install_wrapper(cls, name, pool_call_)
 
+
+# How a pool call is named in the trace, where the method's own name would not say it.
+_POOL_EVENTS = {"__init__": "open"}
 
 _fork_hooked = False
 

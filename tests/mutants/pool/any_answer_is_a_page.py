@@ -1,6 +1,7 @@
 """MUTANT: crawl counts every answer urllib raised nothing for as a page, a 204 too.
 
 expect: wrong
+clause: C11
 """
 
 from __future__ import annotations

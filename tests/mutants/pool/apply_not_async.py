@@ -1,6 +1,7 @@
 """MUTANT: gather submits each task with apply(), which waits for it: one task at a time.
 
 expect: slow
+clause: C4
 """
 
 from __future__ import annotations

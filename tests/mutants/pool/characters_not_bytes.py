@@ -1,6 +1,7 @@
 """MUTANT: crawl decodes each page and counts characters instead of bytes.
 
 expect: wrong
+clause: C10
 """
 
 from __future__ import annotations

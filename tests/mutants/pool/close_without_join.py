@@ -1,6 +1,7 @@
 """MUTANT: gather closes the pool but returns without join(), while callbacks may still be running.
 
-expect: lost, wrong
+expect: contract
+clause: C3
 """
 
 from __future__ import annotations

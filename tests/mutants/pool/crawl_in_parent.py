@@ -1,6 +1,7 @@
 """MUTANT: crawl fetches every page itself, one after another, in the calling process.
 
 expect: slow, wrong
+clause: C8
 """
 
 from __future__ import annotations

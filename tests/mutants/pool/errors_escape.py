@@ -1,6 +1,7 @@
 """MUTANT: crawl's fetch lets urllib's exceptions escape and passes no error_callback: failed pages vanish.
 
 expect: lost
+clause: C11
 """
 
 from __future__ import annotations

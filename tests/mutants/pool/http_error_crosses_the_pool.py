@@ -1,6 +1,7 @@
 """MUTANT: crawl's worker lets urlopen's HTTPError escape, to be formatted in the parent; it holds the open response and cannot be pickled back.
 
 expect: wrong
+clause: C11
 """
 
 from __future__ import annotations

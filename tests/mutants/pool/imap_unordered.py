@@ -1,6 +1,7 @@
 """MUTANT: squares uses imap_unordered, so squares come back in the order workers finish.
 
 expect: order, contract
+clause: C2
 """
 
 from __future__ import annotations

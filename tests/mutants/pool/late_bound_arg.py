@@ -1,6 +1,7 @@
 """MUTANT: gather's callbacks are lambdas that look up `arg` when they run, so they all see the last arg.
 
 expect: lost, wrong
+clause: C5
 """
 
 from __future__ import annotations

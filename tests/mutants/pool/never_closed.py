@@ -1,6 +1,7 @@
 """MUTANT: no pool is ever closed or joined; results are collected with .get() and the pools dropped.
 
 expect: leak
+clause: C3
 """
 
 from __future__ import annotations

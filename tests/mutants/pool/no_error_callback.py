@@ -1,6 +1,7 @@
 """MUTANT: gather passes no error_callback, so failed tasks are recorded nowhere.
 
 expect: lost
+clause: C6
 """
 
 from __future__ import annotations

@@ -1,6 +1,7 @@
 """MUTANT: crawl calls urlopen without a timeout, so a page that never answers blocks a worker forever.
 
 expect: hang
+clause: C9
 """
 
 from __future__ import annotations

@@ -1,6 +1,7 @@
-"""VARIANT: pools end by `with` (terminate) after the work is done; crawl uses Pool.map and sorts outcomes in the parent.
+"""MUTANT: squares and crawl return from inside `with Pool(...)`: the with-block terminates the pool, never closed nor joined (the contract asks for close() then join()).
 
-expect: pass
+expect: contract
+clause: C3
 """
 
 from __future__ import annotations
