@@ -724,3 +724,30 @@ def test_render_shows_learner_frames_main_thread_first_and_counts_what_it_hides(
     assert lines[9].startswith("--- consumer (pid 100) ")
     assert sum(line.startswith("--- consumer") for line in lines) == 8
     assert lines[-1] == "--- and 1 more process(es)"
+
+
+# -- boot: a process asked for its stack as it ends ------------------------------------------
+
+_ENDING = """
+import os, signal, sys
+from pytest_katas import boot
+if sys.argv[1] == "registered":
+    boot.register("a child")
+else:
+    signal.signal(boot.STACK_SIGNAL, lambda *args: None)  # armed, with no end hook
+class Late:  # destroyed as the interpreter finalizes, after Python reset its handlers
+    def __del__(self):
+        os.kill(os.getpid(), boot.STACK_SIGNAL)
+late = Late()
+"""
+
+
+@pytest.mark.parametrize(("how", "code"), [("registered", 0), ("bare", -10)])
+def test_a_registered_process_survives_a_stack_request_while_it_finalizes(tmp_path, how, code):
+    # The supervisor may ask every live process for its stack just as one exits through
+    # the interpreter (a spawned child, a pool worker): SIGUSR1's default is to die.
+    import subprocess
+
+    env = {**os.environ, ENV_RUNDIR: str(tmp_path)}
+    done = subprocess.run([sys.executable, "-c", _ENDING, how], env=env, timeout=60, check=False)
+    assert done.returncode == code

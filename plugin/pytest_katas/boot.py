@@ -9,6 +9,7 @@ Everything here talks to the supervisor through the run directory (:mod:`.channe
 
 from __future__ import annotations
 
+import atexit
 import importlib.abc
 import importlib.machinery
 import importlib.util
@@ -126,6 +127,14 @@ def role_of(func: Any) -> str:
     return "worker"
 
 
+def _ignore_stack_signal() -> None:
+    """At the end of a process that exits through the interpreter (a spawned child, a pool
+    worker under spawn): Python puts its own handlers back to the default as it finalizes,
+    and the default of SIGUSR1 is to die. A stack asked for then would kill a process that
+    was ending well. An ignored signal stays ignored."""
+    signal.signal(STACK_SIGNAL, signal.SIG_IGN)
+
+
 def register(name: str, func: Any = None, role: str | None = None) -> None:
     """Announce this process to the supervisor and arm the stack dump on SIGUSR1."""
     global _stack_file
@@ -138,6 +147,7 @@ def register(name: str, func: Any = None, role: str | None = None) -> None:
     _stack_file = open(rundir.stack_path(pid), "w", encoding="utf-8")
     if threading.current_thread() is threading.main_thread():
         signal.signal(STACK_SIGNAL, _dump_stacks)
+        atexit.register(_ignore_stack_signal)
     info = channel.ProcessInfo(
         pid=pid,
         name=name,
