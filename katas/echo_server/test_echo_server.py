@@ -92,7 +92,34 @@ def _exchange(addr: tuple[str, int], payload: bytes) -> Reply:
     return reply
 
 
-def _check_echo(sent: bytes, reply: Reply, who: str = "the client") -> None:
+def _unsent(kata) -> str | None:
+    """A send() that sent only part of its bytes, after which the same thread did something
+    else on that connection than send the rest: what the trace saw, as a sentence."""
+    seen = observed(kata)
+    last: dict[tuple[object, str], object] = {}
+
+    def short(event) -> bool:
+        return event is not None and event.op == "ssend" and event.extra[1] < event.extra[0]
+
+    for event in seen.history.of(("srecv", "ssend", "sendall", "shutdown", "sclose")):
+        key = (event.actor, event.obj)
+        before = last.get(key)
+        if short(before) and event.op != "ssend":
+            break
+        last[key] = event
+    else:
+        before = next((e for e in last.values() if short(e)), None)
+    if before is None:
+        return None
+    asked, sent = before.extra
+    return (
+        f"send() at {seen.line(before.site)} was given {asked} bytes and sent {sent} of them "
+        "(it returns how many), and the rest was never sent: send() may send only part of "
+        "what it is given; sendall() sends it all"
+    )
+
+
+def _check_echo(sent: bytes, reply: Reply, who: str = "the client", *, kata=None) -> None:
     """Fail in the learner's terms unless ``reply`` is ``sent`` followed by a close."""
     got = reply.data
     if got == sent:
@@ -106,6 +133,9 @@ def _check_echo(sent: bytes, reply: Reply, who: str = "the client") -> None:
             )
         return
     if sent.startswith(got):
+        unsent = _unsent(kata) if kata is not None else None
+        if unsent is not None:
+            raise fail_as("lost", f"{who} sent {len(sent)} bytes and got {len(got)} back: {unsent}")
         how = {
             "eof": "then the server closed the connection",
             "reset": "then the connection was reset",
@@ -138,7 +168,7 @@ def _check_echo(sent: bytes, reply: Reply, who: str = "the client") -> None:
     )
 
 
-def _ask(sock: socket.socket, message: bytes, who: str = "the client") -> None:
+def _ask(sock: socket.socket, message: bytes, who: str = "the client", *, kata=None) -> None:
     """Send one message on an open connection and wait until exactly it has come back."""
     sock.sendall(message)
     chunks: list[bytes] = []
@@ -156,6 +186,11 @@ def _ask(sock: socket.socket, message: bytes, who: str = "the client") -> None:
             chunks.append(chunk)
             size += len(chunk)
     except TimeoutError:
+        unsent = _unsent(kata) if kata is not None else None
+        if unsent is not None:
+            raise fail_as(
+                "lost", f"{who} sent {len(message)} bytes and got {size} back: {unsent}"
+            ) from None
         raise fail_as(
             "hang",
             f"{who} sent {len(message)} bytes and waited {sock.gettimeout():g} s, but only "
@@ -168,7 +203,7 @@ def _ask(sock: socket.socket, message: bytes, who: str = "the client") -> None:
             f"{who} sent {len(message)} bytes, got {size} back, then the connection broke "
             f"({type(exc).__name__}): keep serving a client until it closes its side",
         ) from None
-    _check_echo(message, Reply(b"".join(chunks), "eof"), who)
+    _check_echo(message, Reply(b"".join(chunks), "eof"), who, kata=kata)
 
 
 @dataclasses.dataclass
@@ -354,6 +389,29 @@ def _free_port() -> int:
 # -- task 1: one client at a time ----------------------------------------------------------
 
 
+def _refused(addr: tuple[str, int]) -> bool:
+    try:
+        probe = _connect(addr, timeout=1.0)
+    except (ConnectionRefusedError, TimeoutError):
+        return True
+    probe.close()
+    return False
+
+
+def test_nothing_listens_until_start(kata):
+    addr = ("127.0.0.1", _free_port())
+    server = kata.EchoServer(*addr)
+    listening = not _refused(addr)
+    server.start()
+    server.stop()
+    if listening:
+        raise fail_as(
+            "contract",
+            f"right after EchoServer{addr} (before start()) a client could connect to {addr}: "
+            "the constructor only remembers the address; bind and listen in start()",
+        )
+
+
 def test_start_returns_the_host_and_port_it_listens_on(kata):
     with _running(kata) as (_, addr):
         assert isinstance(addr, tuple) and len(addr) == 2, (
@@ -364,14 +422,21 @@ def test_start_returns_the_host_and_port_it_listens_on(kata):
             f"start() returned {addr!r}: with port 0 the system picks a free port; return "
             "the one actually bound (getsockname()), not the 0 you were given"
         )
-        with _connect(addr) as sock:
-            _ask(sock, b"hello")
+        try:
+            _connect(addr).close()  # at once: the server must be listening when start() returns
+        except OSError as exc:
+            raise fail_as(
+                "wrong",
+                f"start() returned {addr!r}, but a client connecting to it right away failed "
+                f"({type(exc).__name__}): listen before start() returns, and return the "
+                "address you listen on",
+            ) from None
 
 
 def test_a_client_gets_back_exactly_what_it_sent(kata):
     message = b"Hello, echo! \xe4\xbd\xa0\xe5\xa5\xbd\n"
     with _running(kata) as (_, addr):
-        _check_echo(message, _exchange(addr, message))
+        _check_echo(message, _exchange(addr, message), kata=kata)
 
 
 def test_every_byte_value_comes_back_unchanged(kata):
@@ -384,38 +449,74 @@ def test_every_byte_value_comes_back_unchanged(kata):
             "the bytes came back altered: treat the data as raw bytes (no decode()/encode(), "
             "no strip(), no newline handling)",
         )
-    _check_echo(message, reply)
+    _check_echo(message, reply, kata=kata)
 
 
 def test_a_mebibyte_comes_back_whole_and_in_order(kata):
     message = b"".join(n.to_bytes(4, "big") for n in range(MIB // 4))
     with _running(kata) as (_, addr):
-        _check_echo(message, _exchange(addr, message))
+        _check_echo(message, _exchange(addr, message), kata=kata)
 
 
 def test_each_message_is_echoed_before_the_client_sends_the_next(kata):
     with _running(kata) as (_, addr), _connect(addr) as sock:
         for n, size in enumerate([4, 1000, 5000, 30000, 1]):
             message = bytes((n * 37 + i) % 256 for i in range(size))
-            _ask(sock, message, who=f"the client (message {n + 1} of 5 on one connection)")
+            _ask(
+                sock, message, who=f"the client (message {n + 1} of 5 on one connection)", kata=kata
+            )
 
 
 def test_the_server_closes_the_connection_after_the_client_half_closes(kata):
     with _running(kata) as (_, addr), _connect(addr) as sock:
-        _ask(sock, b"first")
+        _ask(sock, b"first", kata=kata)
         _send_then_half_close(sock, b"last words")
-        _check_echo(b"last words", _read_to_end(sock))
+        _check_echo(b"last words", _read_to_end(sock), kata=kata)
 
 
 def test_the_server_keeps_serving_after_a_client_leaves(kata):
     with _running(kata) as (_, addr):
         for n in range(3):
             with _connect(addr) as sock:
-                _ask(sock, f"visitor {n}".encode(), who=f"client {n + 1} of 3 (one after another)")
-        _check_echo(b"and one more", _exchange(addr, b"and one more"), "a fourth client")
+                who = f"client {n + 1} of 3 (one after another)"
+                _ask(sock, f"visitor {n}".encode(), who=who, kata=kata)
+        _check_echo(b"and one more", _exchange(addr, b"and one more"), "a fourth client", kata=kata)
 
 
 # -- task 2: many clients at once -----------------------------------------------------------
+
+
+BACKLOG = 50  # the contract: a backlog for 50+ clients connecting at once
+
+
+def test_the_backlog_holds_fifty_clients_connecting_at_once(kata):
+    # listen() is not in the trace: a spy on socket.socket.listen sees the backlog asked for.
+    asked: list[int | None] = []
+    real = socket.socket.listen
+    had_own = "listen" in vars(socket.socket)
+
+    def listen(self: socket.socket, *args: int) -> None:
+        asked.append(args[0] if args else None)
+        real(self, *args)
+
+    socket.socket.listen = listen  # type: ignore[method-assign]
+    try:
+        with _running(kata):
+            pass
+    finally:
+        if had_own:
+            socket.socket.listen = real  # type: ignore[method-assign]
+        else:
+            del socket.socket.listen  # type: ignore[misc]
+    small = [n for n in asked if n is not None and n < BACKLOG]
+    if small:
+        raise fail_as(
+            "contract",
+            f"the server called listen({small[0]}): only about {small[0]} connections can "
+            f"wait for accept(), so when {BACKLOG}+ clients connect at once the others are "
+            f"kept waiting; listen with a backlog of {BACKLOG} or more (listen() with no "
+            "argument picks a big enough one)",
+        )
 
 
 def test_a_silent_client_does_not_hold_up_the_others(kata):
@@ -431,6 +532,70 @@ def test_a_silent_client_does_not_hold_up_the_others(kata):
                     "a client that connected and then sent nothing kept the next client "
                     f"waiting ({exc}): serve each client in a thread of its own",
                 ) from None
+
+
+def test_each_client_is_served_by_a_thread_started_for_it(kata):
+    sizes = (1111, 2222, 3333)  # each client its own length: the trace tells their sockets apart
+    connected: list[int] = []  # when each client began to connect (the trace's clock)
+    socks: list[socket.socket] = []
+    with _running(kata) as (_, addr):
+        try:
+            for _ in sizes:
+                connected.append(time.monotonic_ns())
+                socks.append(_connect(addr))
+            for n, size in enumerate(sizes):
+                who = f"client {n + 1} of {len(sizes)} (all connected at once)"
+                try:
+                    _ask(socks[n], bytes([65 + n]) * size, who=who, kata=kata)
+                except AssertionError as exc:
+                    kind = getattr(exc, "kind", None)
+                    if n == 0 or kind is None or kind.name != "HANG":
+                        raise
+                    raise fail_as(
+                        "slow",
+                        f"{who} sent {size} bytes and did not get them all back within "
+                        f"{WAIT:g} s, while client 1 was still connected: serve each client "
+                        "in a thread of its own",
+                    ) from None
+        finally:
+            _close_all(socks)
+    seen = observed(kata)
+    received: dict[str, int] = {}
+    for event in seen.events("srecv"):
+        received[event.obj] = received.get(event.obj, 0) + event.extra[1]
+    serving: dict[str, set[tuple[int, int]]] = {}
+    for event in seen.history.of(("srecv", "ssend", "sendall")):
+        serving.setdefault(event.obj, set()).add(event.actor)
+    began = {e.actor: e.ts for e in seen.events("tbegin")}
+    served: list[set[tuple[int, int]]] = []
+    for size in sizes:
+        found = [conn for conn, total in received.items() if total == size]
+        if len(found) != 1:
+            return  # its recv() calls are not in the trace (recv_into, makefile): cannot tell
+        served.append(serving[found[0]])
+
+    def name(actor: tuple[int, int]) -> str:
+        return repr(seen.history.actor(*actor).name)
+
+    for n, threads in enumerate(served):
+        for m in range(n):
+            shared = threads & served[m]
+            if shared:
+                raise fail_as(
+                    "contract",
+                    f"clients {m + 1} and {n + 1} were connected at the same time, and thread "
+                    f"{name(min(shared))} received and echoed the bytes of both: serve each "
+                    "client in a thread of its own, started for it when it is accepted",
+                )
+    for n, threads in enumerate(served):
+        early = sorted(t for t in threads if began.get(t, 0) < connected[n])
+        if early:
+            raise fail_as(
+                "contract",
+                f"client {n + 1}'s bytes were received and echoed by thread {name(early[0])}, "
+                "which was already running before that client connected: start a thread of "
+                "its own for each client you accept",
+            )
 
 
 def test_sixty_clients_released_together_are_all_served_at_once(kata):
@@ -500,7 +665,8 @@ def test_several_clients_sending_a_mebibyte_each_get_their_own_bytes_back(kata):
         for thread in clients:
             thread.join()
     for n, payload in enumerate(payloads):
-        _check_echo(payload, replies[n], who=f"client {n + 1} of {len(payloads)} (all at once)")
+        who = f"client {n + 1} of {len(payloads)} (all at once)"
+        _check_echo(payload, replies[n], who=who, kata=kata)
 
 
 # -- task 3: stopping cleanly ----------------------------------------------------------------
