@@ -20,6 +20,7 @@ from pytest_katas import fail_as, observed
 
 MIB = 1 << 20
 WAIT = 4.0  # how long a client waits for the server before it counts as stuck (s)
+SLICE = 0.5  # while it waits, it looks at the trace this often (s)
 STOP_LIMIT = 2.0  # the contract: stop() returns within 2 s
 CLIENTS = 60
 
@@ -48,11 +49,34 @@ class Reply:
     end: str  # "eof" (clean close), "reset" (connection reset) or "timeout"
 
 
-def _read_to_end(sock: socket.socket) -> Reply:
-    chunks: list[bytes] = []
+def _recv(sock: socket.socket, size: int, look: Callable[[], None] | None = None) -> bytes:
+    """``sock.recv(size)`` within the socket's timeout. While nothing comes, ``look()`` runs
+    every ``SLICE`` s: it fails the test at once when the trace already shows why nothing
+    will, so that a broken server costs a fraction of the wait instead of all of it."""
+    limit = sock.gettimeout()
+    if look is None or limit is None:
+        return sock.recv(size)
+    waited = 0.0
+    sock.settimeout(min(SLICE, limit))
     try:
         while True:
-            chunk = sock.recv(256 * 1024)
+            try:
+                return sock.recv(size)
+            except TimeoutError:
+                waited += SLICE
+                look()
+                if waited >= limit:
+                    raise
+    finally:
+        sock.settimeout(limit)
+
+
+def _read_to_end(sock: socket.socket, kata=None, who: str = "the client") -> Reply:
+    chunks: list[bytes] = []
+    look = (lambda: _fail_if_spinning(kata, who)) if kata is not None else None
+    try:
+        while True:
+            chunk = _recv(sock, 256 * 1024, look)
             if not chunk:
                 return Reply(b"".join(chunks), "eof")
             chunks.append(chunk)
@@ -71,7 +95,7 @@ def _send_then_half_close(sock: socket.socket, payload: bytes) -> None:
         pass  # the server already hung up; reading the reply shows what came back
 
 
-def _exchange(addr: tuple[str, int], payload: bytes) -> Reply:
+def _exchange(addr: tuple[str, int], payload: bytes, kata=None, who: str = "the client") -> Reply:
     """Send ``payload`` then half-close, from a helper thread, while reading everything back.
 
     Sending and reading at once matters: with a big payload, a client that only reads after
@@ -83,7 +107,7 @@ def _exchange(addr: tuple[str, int], payload: bytes) -> Reply:
         )
         sender.start()
         try:
-            reply = _read_to_end(sock)
+            reply = _read_to_end(sock, kata, who)
         finally:
             if sender.is_alive():
                 with contextlib.suppress(OSError):
@@ -117,6 +141,28 @@ def _unsent(kata) -> str | None:
         "(it returns how many), and the rest was never sent: send() may send only part of "
         "what it is given; sendall() sends it all"
     )
+
+
+SPIN = 20  # this many recv() returning b"" on one connection in one thread: a loop
+
+
+def _fail_if_spinning(kata, who: str) -> None:
+    """Fail as a hang when a server thread keeps calling recv() on a connection that already
+    returned b"" (end of file): it loops for ever instead of closing it."""
+    seen = observed(kata)
+    empty: dict[tuple[object, str], list] = {}
+    for event in seen.events("srecv"):
+        if event.extra[1] == 0:
+            found = empty.setdefault((event.actor, event.obj), [])
+            found.append(event)
+            if len(found) >= SPIN:
+                raise fail_as(
+                    "hang",
+                    f"{who} closed its sending side (shutdown(SHUT_WR)) and the server thread "
+                    f"serving it called recv() at {seen.line(event.site)} {SPIN} times, "
+                    "getting b'' each time, without closing the connection: when recv() "
+                    "returns b'' the client is done; leave the loop and close the connection",
+                )
 
 
 def _check_echo(sent: bytes, reply: Reply, who: str = "the client", *, kata=None) -> None:
@@ -173,9 +219,15 @@ def _ask(sock: socket.socket, message: bytes, who: str = "the client", *, kata=N
     sock.sendall(message)
     chunks: list[bytes] = []
     size = 0
+
+    def look() -> None:
+        unsent = _unsent(kata)
+        if unsent is not None:
+            raise fail_as("lost", f"{who} sent {len(message)} bytes and got {size} back: {unsent}")
+
     try:
         while size < len(message):
-            chunk = sock.recv(len(message) - size)
+            chunk = _recv(sock, len(message) - size, look if kata is not None else None)
             if not chunk:
                 raise fail_as(
                     "lost",
@@ -186,11 +238,6 @@ def _ask(sock: socket.socket, message: bytes, who: str = "the client", *, kata=N
             chunks.append(chunk)
             size += len(chunk)
     except TimeoutError:
-        unsent = _unsent(kata) if kata is not None else None
-        if unsent is not None:
-            raise fail_as(
-                "lost", f"{who} sent {len(message)} bytes and got {size} back: {unsent}"
-            ) from None
         raise fail_as(
             "hang",
             f"{who} sent {len(message)} bytes and waited {sock.gettimeout():g} s, but only "
@@ -436,13 +483,13 @@ def test_start_returns_the_host_and_port_it_listens_on(kata):
 def test_a_client_gets_back_exactly_what_it_sent(kata):
     message = b"Hello, echo! \xe4\xbd\xa0\xe5\xa5\xbd\n"
     with _running(kata) as (_, addr):
-        _check_echo(message, _exchange(addr, message), kata=kata)
+        _check_echo(message, _exchange(addr, message, kata), kata=kata)
 
 
 def test_every_byte_value_comes_back_unchanged(kata):
     message = bytes(range(256)) * 4 + bytes(reversed(range(256)))
     with _running(kata) as (_, addr):
-        reply = _exchange(addr, message)
+        reply = _exchange(addr, message, kata)
     if reply.data != message and len(reply.data) == len(message):
         raise fail_as(
             "wrong",
@@ -455,7 +502,7 @@ def test_every_byte_value_comes_back_unchanged(kata):
 def test_a_mebibyte_comes_back_whole_and_in_order(kata):
     message = b"".join(n.to_bytes(4, "big") for n in range(MIB // 4))
     with _running(kata) as (_, addr):
-        _check_echo(message, _exchange(addr, message), kata=kata)
+        _check_echo(message, _exchange(addr, message, kata), kata=kata)
 
 
 def test_each_message_is_echoed_before_the_client_sends_the_next(kata):
@@ -471,7 +518,7 @@ def test_the_server_closes_the_connection_after_the_client_half_closes(kata):
     with _running(kata) as (_, addr), _connect(addr) as sock:
         _ask(sock, b"first", kata=kata)
         _send_then_half_close(sock, b"last words")
-        _check_echo(b"last words", _read_to_end(sock), kata=kata)
+        _check_echo(b"last words", _read_to_end(sock, kata), kata=kata)
 
 
 def test_the_server_keeps_serving_after_a_client_leaves(kata):
@@ -480,7 +527,10 @@ def test_the_server_keeps_serving_after_a_client_leaves(kata):
             with _connect(addr) as sock:
                 who = f"client {n + 1} of 3 (one after another)"
                 _ask(sock, f"visitor {n}".encode(), who=who, kata=kata)
-        _check_echo(b"and one more", _exchange(addr, b"and one more"), "a fourth client", kata=kata)
+        fourth = "a fourth client"
+        _check_echo(
+            b"and one more", _exchange(addr, b"and one more", kata, fourth), fourth, kata=kata
+        )
 
 
 # -- task 2: many clients at once -----------------------------------------------------------
@@ -525,7 +575,7 @@ def test_a_silent_client_does_not_hold_up_the_others(kata):
         assert silent.fileno() >= 0
         with _connect(addr, timeout=WAIT) as talker:
             try:
-                _ask(talker, b"is anyone there?", who="a second client")
+                _ask(talker, b"is anyone there?", who="a second client", kata=kata)
             except AssertionError as exc:
                 raise fail_as(
                     "slow",
@@ -673,12 +723,12 @@ def test_several_clients_sending_a_mebibyte_each_get_their_own_bytes_back(kata):
 
 
 @contextlib.contextmanager
-def _idle_clients(addr: tuple[str, int]) -> Iterator[list[socket.socket]]:
+def _idle_clients(addr: tuple[str, int], kata) -> Iterator[list[socket.socket]]:
     """Two idle clients: one that was served once and fell silent, one that never spoke."""
     socks: list[socket.socket] = []
     try:
         socks.append(_connect(addr))
-        _ask(socks[0], b"hi, then silence", who="the idle client")
+        _ask(socks[0], b"hi, then silence", who="the idle client", kata=kata)
         socks.append(_connect(addr))
         yield socks
     finally:
@@ -689,7 +739,7 @@ def test_stop_returns_within_two_seconds_while_clients_sit_idle(kata):
     before = set(threading.enumerate())
     server = kata.EchoServer("127.0.0.1", 0)
     addr = server.start()
-    with _idle_clients(addr) as idle:
+    with _idle_clients(addr, kata) as idle:
         stopped = _stop_within(server, before, on_hang=lambda: _close_all(idle))
     assert stopped.seconds < STOP_LIMIT, (
         f"stop() took {stopped.seconds:.2f} s; it must return within 2 s"
@@ -700,7 +750,7 @@ def test_stop_closes_the_connections_of_idle_clients(kata):
     before = set(threading.enumerate())
     server = kata.EchoServer("127.0.0.1", 0)
     addr = server.start()
-    with _idle_clients(addr) as idle:
+    with _idle_clients(addr, kata) as idle:
         _stop_within(server, before, on_hang=lambda: _close_all(idle))
         seen = [_sees_the_end(sock) for sock in idle]
     if seen[0] != "closed":
@@ -725,8 +775,9 @@ def test_no_server_thread_is_still_running_after_stop(kata):
     server = kata.EchoServer("127.0.0.1", 0)
     addr = server.start()
     for n in range(3):
-        _check_echo(b"served and gone %d" % n, _exchange(addr, b"served and gone %d" % n))
-    with _idle_clients(addr) as idle:
+        message = b"served and gone %d" % n
+        _check_echo(message, _exchange(addr, message, kata), kata=kata)
+    with _idle_clients(addr, kata) as idle:
         stopping = time.monotonic_ns()  # the trace's clock
         left = _stop_within(server, before, on_hang=lambda: _close_all(idle)).left
     if left:
@@ -762,7 +813,7 @@ def test_the_port_refuses_connections_after_stop(kata):
     before = set(threading.enumerate())
     server = kata.EchoServer("127.0.0.1", 0)
     addr = server.start()
-    with _idle_clients(addr) as idle:
+    with _idle_clients(addr, kata) as idle:
         _stop_within(server, before, on_hang=lambda: _close_all(idle))
     try:
         late = _connect(addr, timeout=1.0)
@@ -789,7 +840,9 @@ def test_a_with_block_starts_the_server_and_stops_it_even_after_an_error(kata):
                 f"`with EchoServer() as srv` must give the server itself; __enter__ "
                 f"returned {server!r}"
             )
-            _check_echo(b"inside the with block", _exchange(addr, b"inside the with block"))
+            _check_echo(
+                b"inside the with block", _exchange(addr, b"inside the with block", kata), kata=kata
+            )
             raise Oops
     except Oops:
         pass
