@@ -33,8 +33,8 @@ class EchoServer:
         - Return the address actually bound (with port 0, the port the system chose),
           only once the server is ready: a client may connect as soon as this returns.
         - Listen with a backlog big enough for 50+ clients connecting at once.
-        - Serve every client in a thread of its own, so that a slow or silent client
-          never holds up the others.
+        - Serve every client in a thread of its own, started for it once it is accepted,
+          so that a slow or silent client never holds up the others.
         - Echo every byte, whatever its value, in order, however much the client sends:
           one ``recv()`` returns a chunk of what was sent, not a whole message, so keep
           receiving. Echo each chunk as soon as it arrives (the client may wait for the

@@ -1,7 +1,7 @@
 """MUTANT: one thread serves every client with a selector (no thread per client): it echoes
 fine and stops cleanly, but the contract asks for a thread of its own for each client.
 
-expect: wrong
+expect: contract
 clause: C5
 """
 
