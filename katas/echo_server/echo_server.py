@@ -6,7 +6,8 @@ Read README.md first. Fill in the class below, then run:
 
 Use ``socket`` for the network and ``threading`` for concurrency: one thread accepts
 connections, and every client gets a thread of its own. Listen on the address you are
-given (the tests always pass 127.0.0.1 and port 0, which lets the system pick a free port).
+given: the tests pass 127.0.0.1 and mostly port 0, which lets the system pick a free port
+(a test that must know the port before start() passes a free one it found).
 """
 
 from __future__ import annotations

@@ -15,6 +15,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
+from typing import Any
 
 from pytest_katas import fail_as, observed
 
@@ -116,31 +117,54 @@ def _exchange(addr: tuple[str, int], payload: bytes, kata=None, who: str = "the 
     return reply
 
 
+def _waits_in_recv(ident: int) -> bool:
+    """Whether the thread ``ident`` is inside a recv() right now (from its live stack)."""
+    frame = sys._current_frames().get(ident)
+    while frame is not None:
+        if frame.f_code.co_name in ("recv", "recv_into") and frame.f_globals.get(
+            "__name__", ""
+        ).startswith("pytest_katas"):
+            return True
+        frame = frame.f_back
+    return False
+
+
 def _unsent(kata) -> str | None:
-    """A send() that sent only part of its bytes, after which the same thread did something
-    else on that connection than send the rest: what the trace saw, as a sentence."""
+    """A send() that sent only part of its bytes, after which the same thread went on to
+    something else than sending the rest: what the trace saw, as a sentence; or None."""
     seen = observed(kata)
-    last: dict[tuple[object, str], object] = {}
-
-    def short(event) -> bool:
-        return event is not None and event.op == "ssend" and event.extra[1] < event.extra[0]
-
+    last: dict[tuple[object, str], Any] = {}
+    found = then = None
     for event in seen.history.of(("srecv", "ssend", "sendall", "shutdown", "sclose")):
         key = (event.actor, event.obj)
         before = last.get(key)
-        if short(before) and event.op != "ssend":
+        if _short(before) and event.op != "ssend":
+            found, then = before, f"{_OPS[event.op]} at {seen.line(event.site)}"
             break
         last[key] = event
-    else:
-        before = next((e for e in last.values() if short(e)), None)
-    if before is None:
+    else:  # still the last thing that thread did there: is it now waiting in recv()?
+        found = next((e for e in last.values() if _short(e) and _waits_in_recv(e.tid)), None)
+        then = "waited in recv()"
+    if found is None:
         return None
-    asked, sent = before.extra
+    asked, sent = found.extra
     return (
-        f"send() at {seen.line(before.site)} was given {asked} bytes and sent {sent} of them "
-        "(it returns how many), and the rest was never sent: send() may send only part of "
-        "what it is given; sendall() sends it all"
+        f"send() at {seen.line(found.site)} was given {asked} bytes and sent {sent} of them "
+        f"(it returns how many), then the same thread {then} without sending the other "
+        f"{asked - sent}: send() may send only part of what it is given; sendall() sends it all"
     )
+
+
+_OPS = {
+    "srecv": "called recv()",
+    "sendall": "called sendall()",
+    "shutdown": "called shutdown()",
+    "sclose": "closed the connection",
+}
+
+
+def _short(event: Any) -> bool:
+    return event is not None and event.op == "ssend" and event.extra[1] < event.extra[0]
 
 
 SPIN = 20  # this many recv() returning b"" on one connection in one thread: a loop
@@ -880,7 +904,7 @@ def test_stop_leaves_nothing_behind_even_while_clients_are_arriving(kata, kata_s
         arriving = threading.Thread(target=arrive, name="test-arriving")
         try:
             socks.append(_connect(addr))
-            _ask(socks[0], b"hello", who="the idle client")
+            _ask(socks[0], b"hello", who="the idle client", kata=kata)
             arriving.start()
             arrived.wait(WAIT)
             stopped = _stop_within(
