@@ -1,4 +1,4 @@
-"""MUTANT: the constructor already binds and listens; start() only starts the accept loop.
+"""MUTANT: the constructor already opens, binds and listens; start() only starts the accept loop.
 
 expect: contract
 clause: C1
