@@ -118,13 +118,16 @@ def _exchange(addr: tuple[str, int], payload: bytes, kata=None, who: str = "the 
 
 
 def _waits_in_recv(ident: int) -> bool:
-    """Whether the thread ``ident`` is inside a recv() right now (from its live stack)."""
+    """Whether the thread ``ident`` is blocked in recv() right now: its live stack is in the
+    trace's recv() wrapper, on the very line that calls the real recv() (not after it
+    returned, while the chunk it got is still on its way to the learner's code)."""
     frame = sys._current_frames().get(ident)
     while frame is not None:
-        if frame.f_code.co_name in ("recv", "recv_into") and frame.f_globals.get(
-            "__name__", ""
-        ).startswith("pytest_katas"):
-            return True
+        code = frame.f_code
+        if code.co_name in ("recv", "recv_into") and frame.f_globals.get("__name__", "").startswith(
+            "pytest_katas"
+        ):
+            return "c_recv" in linecache.getline(code.co_filename, frame.f_lineno)
         frame = frame.f_back
     return False
 
@@ -153,6 +156,32 @@ def _unsent(kata) -> str | None:
         f"(it returns how many), then the same thread {then} without sending the other "
         f"{asked - sent}: send() may send only part of what it is given; sendall() sends it all"
     )
+
+
+def _holding(kata) -> str | None:
+    """A connection whose server threads all wait in recv() while holding bytes they
+    received and never sent back: what the trace and their live stacks show; or None."""
+    seen = observed(kata)
+    held: dict[str, int] = {}
+    threads: dict[str, dict[tuple[int, int], int]] = {}
+    site: dict[str, Any] = {}
+    for event in seen.history.of(("srecv", "ssend", "sendall")):
+        if event.op == "srecv":
+            held[event.obj] = held.get(event.obj, 0) + event.extra[1]
+            site[event.obj] = event.site
+        else:
+            sent = event.extra if event.op == "sendall" else event.extra[1]
+            held[event.obj] = held.get(event.obj, 0) - sent
+        threads.setdefault(event.obj, {})[event.actor] = event.tid
+    for conn, size in held.items():
+        if size > 0 and all(_waits_in_recv(tid) for tid in threads[conn].values()):
+            return (
+                f"the server received {size} bytes on this connection that it has not sent "
+                f"back, and waits in recv() at {seen.line(site[conn])} for more: echo each "
+                "chunk as soon as it arrives (the client waits for its answer before it "
+                "sends more)"
+            )
+    return None
 
 
 _OPS = {
@@ -248,6 +277,13 @@ def _ask(sock: socket.socket, message: bytes, who: str = "the client", *, kata=N
         unsent = _unsent(kata)
         if unsent is not None:
             raise fail_as("lost", f"{who} sent {len(message)} bytes and got {size} back: {unsent}")
+        holding = _holding(kata)
+        if holding is not None:
+            failure = fail_as(
+                "hang", f"{who} sent {len(message)} bytes and got {size} back: {holding}"
+            )
+            failure.seen = True  # type: ignore[attr-defined]  # the cause is known: keep it
+            raise failure
 
     try:
         while size < len(message):
@@ -615,7 +651,7 @@ def test_a_silent_client_does_not_hold_up_the_others(kata):
             try:
                 _ask(talker, b"is anyone there?", who="a second client", kata=kata)
             except AssertionError as exc:
-                if getattr(exc, "kind", None) != "hang":
+                if getattr(exc, "kind", None) != "hang" or getattr(exc, "seen", False):
                     raise
                 raise fail_as(
                     "slow",
@@ -639,7 +675,7 @@ def test_each_client_is_served_by_a_thread_started_for_it(kata):
                 try:
                     _ask(socks[n], bytes([65 + n]) * size, who=who, kata=kata)
                 except AssertionError as exc:
-                    if n == 0 or getattr(exc, "kind", None) != "hang":
+                    if n == 0 or getattr(exc, "kind", None) != "hang" or getattr(exc, "seen", 0):
                         raise
                     raise fail_as(
                         "slow",
