@@ -184,6 +184,22 @@ def _holding(kata) -> str | None:
     return None
 
 
+def _accepter_serving(kata) -> str | None:
+    """A thread that accepts connections, now waiting in recv() on a client's connection:
+    while it waits there, nobody accepts the next client. What was seen, or None."""
+    seen = observed(kata)
+    accepters = {e.actor: e for e in seen.events("accept")}
+    for actor, accepted in accepters.items():
+        if _waits_in_recv(accepted.tid):
+            name = seen.history.actor(*actor).name
+            return (
+                f"thread {name!r}, which accepts the connections ({seen.line(accepted.site)}), "
+                "waits in recv() on a client's connection, so nobody accepts the next client "
+                "meanwhile: serve each client in a thread of its own"
+            )
+    return None
+
+
 _OPS = {
     "srecv": "called recv()",
     "sendall": "called sendall()",
@@ -277,6 +293,9 @@ def _ask(sock: socket.socket, message: bytes, who: str = "the client", *, kata=N
         unsent = _unsent(kata)
         if unsent is not None:
             raise fail_as("lost", f"{who} sent {len(message)} bytes and got {size} back: {unsent}")
+        serving = _accepter_serving(kata)
+        if serving is not None:
+            raise fail_as("slow", f"{who} sent {len(message)} bytes and got {size} back: {serving}")
         holding = _holding(kata)
         if holding is not None:
             failure = fail_as(
