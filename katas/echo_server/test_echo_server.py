@@ -748,11 +748,13 @@ def test_sixty_clients_released_together_are_all_served_at_once(kata):
     all_answered = threading.Barrier(CLIENTS)
     answered = [False] * CLIENTS
     problems: list[AssertionError] = []
+    connected: list[socket.socket] = []
 
     def client(n: int) -> None:
         try:
             start_line.wait(timeout=WAIT)
             with _connect(addr) as sock:
+                connected.append(sock)
                 _ask(sock, f"client {n} says hello\n".encode(), who=f"client {n}")
                 answered[n] = not all_answered.broken  # late answers do not count
                 # Every client now waits, connected, until all got their answer. A server
@@ -779,8 +781,19 @@ def test_sixty_clients_released_together_are_all_served_at_once(kata):
         ]
         for thread in clients:
             thread.start()
+        serving = None
         for thread in clients:
-            thread.join()
+            thread.join(SLICE)
+            while thread.is_alive():  # meanwhile, look at the trace every SLICE s
+                if serving is None and (serving := _accepter_serving(kata)) is not None:
+                    start_line.abort()  # the cause is known: free every client at once
+                    all_answered.abort()
+                    for sock in list(connected):
+                        with contextlib.suppress(OSError):
+                            sock.shutdown(socket.SHUT_RDWR)
+                thread.join(SLICE)
+    if serving is not None:
+        raise fail_as("slow", f"{CLIENTS} clients connected at once: {serving}")
     count = sum(answered)
     if count < CLIENTS:
         raise fail_as(
