@@ -743,6 +743,18 @@ def test_each_client_is_served_by_a_thread_started_for_it(kata):
             )
 
 
+def _proved(kata) -> AssertionError | None:
+    """What the trace and the server's threads already prove wrong while many clients wait."""
+    serving = _accepter_serving(kata)
+    if serving is not None:
+        return fail_as("slow", f"{CLIENTS} clients connected at once: {serving}")
+    try:
+        _fail_if_spinning(kata, "a client")
+    except AssertionError as exc:
+        return exc
+    return None
+
+
 def test_sixty_clients_released_together_are_all_served_at_once(kata):
     start_line = threading.Barrier(CLIENTS)
     all_answered = threading.Barrier(CLIENTS)
@@ -781,19 +793,19 @@ def test_sixty_clients_released_together_are_all_served_at_once(kata):
         ]
         for thread in clients:
             thread.start()
-        serving = None
+        seen: AssertionError | None = None
         for thread in clients:
             thread.join(SLICE)
             while thread.is_alive():  # meanwhile, look at the trace every SLICE s
-                if serving is None and (serving := _accepter_serving(kata)) is not None:
+                if seen is None and (seen := _proved(kata)) is not None:
                     start_line.abort()  # the cause is known: free every client at once
                     all_answered.abort()
                     for sock in list(connected):
                         with contextlib.suppress(OSError):
                             sock.shutdown(socket.SHUT_RDWR)
                 thread.join(SLICE)
-    if serving is not None:
-        raise fail_as("slow", f"{CLIENTS} clients connected at once: {serving}")
+    if seen is not None:
+        raise seen
     count = sum(answered)
     if count < CLIENTS:
         raise fail_as(
