@@ -10,6 +10,7 @@ import contextlib
 import dataclasses
 import linecache
 import os
+import select
 import socket
 import sys
 import threading
@@ -412,6 +413,24 @@ def _sees_the_end(sock: socket.socket, within: float = STOP_LIMIT) -> str:
         with contextlib.suppress(OSError):
             sock.send(b"?")
         seen = _peek(sock, within)
+    return seen
+
+
+def _see_the_ends(socks: list[socket.socket], within: float) -> list[str]:
+    """_sees_the_end() for several clients at once: each waits at most twice ``within``."""
+    seen = ["open"] * len(socks)
+    for knock in (False, True):
+        waiting = [i for i, sock in enumerate(socks) if seen[i] == "open"]
+        if knock:
+            for i in waiting:
+                with contextlib.suppress(OSError):
+                    socks[i].send(b"?")
+        deadline = time.monotonic() + within
+        while waiting and (left := deadline - time.monotonic()) > 0:
+            ready, _, _ = select.select([socks[i] for i in waiting], [], [], left)
+            for i in [i for i in waiting if socks[i] in ready]:
+                seen[i] = _peek(socks[i], within)
+                waiting.remove(i)
     return seen
 
 
@@ -847,13 +866,14 @@ def test_several_clients_sending_a_mebibyte_each_get_their_own_bytes_back(kata):
 
 
 @contextlib.contextmanager
-def _idle_clients(addr: tuple[str, int], kata) -> Iterator[list[socket.socket]]:
+def _idle_clients(server, addr: tuple[str, int], kata) -> Iterator[list[socket.socket]]:
     """Two idle clients: one that was served once and fell silent, one that never spoke.
 
     The silent one is given up to ``SETTLE`` s to get its server thread, so that stop()
     finds both clients accepted: a client accepted while stop() runs is the business of
     test_stop_leaves_nothing_behind_even_while_clients_are_arriving alone."""
     socks: list[socket.socket] = []
+    ready = False
     try:
         socks.append(_connect(addr))
         _ask(socks[0], b"hi, then silence", who="the idle client", kata=kata)
@@ -863,16 +883,21 @@ def _idle_clients(addr: tuple[str, int], kata) -> Iterator[list[socket.socket]]:
             if len(observed(kata).events("tbegin")) > threads:
                 break
             time.sleep(0.05)
+        ready = True
         yield socks
     finally:
         _close_all(socks)
+        if not ready:  # the server failed before stop() was tried: stop it, within bounds
+            stopper = threading.Thread(target=server.stop, name="test-cleanup", daemon=True)
+            stopper.start()
+            stopper.join(STOP_LIMIT)
 
 
 def test_stop_returns_within_two_seconds_while_clients_sit_idle(kata):
     before = set(threading.enumerate())
     server = kata.EchoServer("127.0.0.1", 0)
     addr = server.start()
-    with _idle_clients(addr, kata) as idle:
+    with _idle_clients(server, addr, kata) as idle:
         stopped = _stop_within(server, before, on_hang=lambda: _close_all(idle))
     assert stopped.seconds < STOP_LIMIT, (
         f"stop() took {stopped.seconds:.2f} s; it must return within 2 s"
@@ -883,7 +908,7 @@ def test_stop_closes_the_connections_of_idle_clients(kata):
     before = set(threading.enumerate())
     server = kata.EchoServer("127.0.0.1", 0)
     addr = server.start()
-    with _idle_clients(addr, kata) as idle:
+    with _idle_clients(server, addr, kata) as idle:
         _stop_within(server, before, on_hang=lambda: _close_all(idle))
         seen = [_sees_the_end(sock) for sock in idle]
     if seen[0] != "closed":
@@ -910,7 +935,7 @@ def test_no_server_thread_is_still_running_after_stop(kata):
     for n in range(3):
         message = b"served and gone %d" % n
         _check_echo(message, _exchange(addr, message, kata), kata=kata)
-    with _idle_clients(addr, kata) as idle:
+    with _idle_clients(server, addr, kata) as idle:
         stopping = time.monotonic_ns()  # the trace's clock
         left = _stop_within(server, before, on_hang=lambda: _close_all(idle)).left
     if left:
@@ -946,7 +971,7 @@ def test_the_port_refuses_connections_after_stop(kata):
     before = set(threading.enumerate())
     server = kata.EchoServer("127.0.0.1", 0)
     addr = server.start()
-    with _idle_clients(addr, kata) as idle:
+    with _idle_clients(server, addr, kata) as idle:
         _stop_within(server, before, on_hang=lambda: _close_all(idle))
     try:
         late = _connect(addr, timeout=1.0)
@@ -1021,7 +1046,7 @@ def test_stop_leaves_nothing_behind_even_while_clients_are_arriving(kata, kata_s
             arriving.join()
             left = len(stopped.left)
             # A thread left running is reported first; no need to wait on its sockets.
-            seen = "" if left else "+".join(sorted({_sees_the_end(s, 1.0) for s in socks}))
+            seen = "" if left else "+".join(sorted(set(_see_the_ends(socks, 1.0))))
         finally:
             if arriving.is_alive():
                 arriving.join()
