@@ -865,6 +865,14 @@ def test_several_clients_sending_a_mebibyte_each_get_their_own_bytes_back(kata):
 # -- task 3: stopping cleanly ----------------------------------------------------------------
 
 
+def _stop_quietly(server) -> None:
+    """After a failure, before the test's own stop(): stop the server within bounds, so
+    that no thread of it is left for the run to wait for; what it does is not judged."""
+    stopper = threading.Thread(target=server.stop, name="test-cleanup", daemon=True)
+    stopper.start()
+    stopper.join(STOP_LIMIT)
+
+
 @contextlib.contextmanager
 def _idle_clients(server, addr: tuple[str, int], kata) -> Iterator[list[socket.socket]]:
     """Two idle clients: one that was served once and fell silent, one that never spoke.
@@ -887,10 +895,8 @@ def _idle_clients(server, addr: tuple[str, int], kata) -> Iterator[list[socket.s
         yield socks
     finally:
         _close_all(socks)
-        if not ready:  # the server failed before stop() was tried: stop it, within bounds
-            stopper = threading.Thread(target=server.stop, name="test-cleanup", daemon=True)
-            stopper.start()
-            stopper.join(STOP_LIMIT)
+        if not ready:  # the server failed before stop() was tried
+            _stop_quietly(server)
 
 
 def test_stop_returns_within_two_seconds_while_clients_sit_idle(kata):
@@ -932,9 +938,13 @@ def test_no_server_thread_is_still_running_after_stop(kata):
     before = set(threading.enumerate())
     server = kata.EchoServer("127.0.0.1", 0)
     addr = server.start()
-    for n in range(3):
-        message = b"served and gone %d" % n
-        _check_echo(message, _exchange(addr, message, kata), kata=kata)
+    try:
+        for n in range(3):
+            message = b"served and gone %d" % n
+            _check_echo(message, _exchange(addr, message, kata), kata=kata)
+    except BaseException:
+        _stop_quietly(server)
+        raise
     with _idle_clients(server, addr, kata) as idle:
         stopping = time.monotonic_ns()  # the trace's clock
         left = _stop_within(server, before, on_hang=lambda: _close_all(idle)).left
