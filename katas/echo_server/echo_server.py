@@ -6,7 +6,8 @@ Read README.md first. Fill in the class below, then run:
 
 Use ``socket`` for the network and ``threading`` for concurrency: one thread accepts
 connections, and every client gets a thread of its own. Listen on the address you are
-given (the tests always pass 127.0.0.1 and port 0, which lets the system pick a free port).
+given: the tests pass 127.0.0.1 and mostly port 0, which lets the system pick a free port
+(a test that must know the port before start() passes a free one it found).
 """
 
 from __future__ import annotations
@@ -33,8 +34,8 @@ class EchoServer:
         - Return the address actually bound (with port 0, the port the system chose),
           only once the server is ready: a client may connect as soon as this returns.
         - Listen with a backlog big enough for 50+ clients connecting at once.
-        - Serve every client in a thread of its own, so that a slow or silent client
-          never holds up the others.
+        - Serve every client in a thread of its own, started for it once it is accepted,
+          so that a slow or silent client never holds up the others.
         - Echo every byte, whatever its value, in order, however much the client sends:
           one ``recv()`` returns a chunk of what was sent, not a whole message, so keep
           receiving. Echo each chunk as soon as it arrives (the client may wait for the

@@ -2,6 +2,7 @@
 accepted meanwhile is never closed.
 
 expect: leak, hang
+clause: C11
 """
 
 from __future__ import annotations

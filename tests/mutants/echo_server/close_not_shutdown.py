@@ -2,6 +2,7 @@
 does not wake.
 
 expect: hang
+clause: C9
 """
 
 from __future__ import annotations

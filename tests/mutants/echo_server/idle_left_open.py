@@ -2,6 +2,7 @@
 thread never wakes.
 
 expect: hang
+clause: C9
 """
 
 from __future__ import annotations

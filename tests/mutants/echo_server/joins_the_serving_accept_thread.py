@@ -2,6 +2,7 @@
 the connections down: the join waits for an idle client that never speaks.
 
 expect: hang, slow
+clause: C5
 """
 
 from __future__ import annotations

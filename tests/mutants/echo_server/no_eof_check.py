@@ -1,6 +1,7 @@
 """MUTANT: the echo loop never checks for b'', so it spins for ever once the client half-closes.
 
 expect: hang, leak
+clause: C8
 """
 
 from __future__ import annotations

@@ -1,6 +1,7 @@
 """MUTANT: stop() shuts the client connections down but does not join the client threads.
 
 expect: leak
+clause: C12
 """
 
 from __future__ import annotations

@@ -1,6 +1,7 @@
 """MUTANT: the accept loop serves each client itself, so clients are served one at a time.
 
 expect: slow, hang
+clause: C5
 """
 
 from __future__ import annotations

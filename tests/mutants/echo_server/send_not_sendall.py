@@ -1,6 +1,7 @@
 """MUTANT: the echo loop calls send() once per chunk, as if it always sent everything.
 
 expect: lost
+clause: C7
 """
 
 from __future__ import annotations

@@ -1,6 +1,7 @@
 """MUTANT: each client is served with a single recv(1024): only the first chunk is echoed.
 
 expect: lost
+clause: C6
 """
 
 from __future__ import annotations

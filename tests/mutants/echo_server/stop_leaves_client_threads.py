@@ -2,6 +2,7 @@
 running.
 
 expect: leak, hang
+clause: C11
 """
 
 from __future__ import annotations
