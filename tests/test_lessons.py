@@ -200,9 +200,16 @@ def test_a_stuck_stop_shows_where_each_server_thread_waits():
     run = _sample_run("echo_server", mutant, test)
     assert run.returncode == 1, run.stdout[-3000:]
     assert "HANG: stop() had not returned" in run.stdout
-    assert "stop() waits in join() for 'echo-accept' at line 71" in run.stdout, run.stdout
-    assert "'echo-accept' waits at line 54 (`data = conn.recv(_CHUNK)`)" in run.stdout
-    assert "reached from _accept_loop (line 49)" in run.stdout
+    source = (ROOT / mutant).read_text(encoding="utf-8").splitlines()
+
+    def line(text: str) -> int:
+        return next(n for n, code in enumerate(source, 1) if text in code)
+
+    joins, waits = line("self._accepter.join()"), line("data = conn.recv(_CHUNK)")
+    serves = line("self._serve(conn)")
+    assert f"stop() waits in join() for 'echo-accept' at line {joins}" in run.stdout, run.stdout
+    assert f"'echo-accept' waits at line {waits} (`data = conn.recv(_CHUNK)`)" in run.stdout
+    assert f"reached from _accept_loop (line {serves})" in run.stdout
     assert "is joining 'echo-accept' while that thread is still in recv()" in run.stdout
 
 
