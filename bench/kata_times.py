@@ -64,11 +64,13 @@ def main() -> int:
     parser.add_argument("--kata", action="append", choices=katas)
     parser.add_argument("--method", action="append", choices=methods)
     parser.add_argument("--limit", type=float, default=10.0)
+    parser.add_argument("--solutions-only", action="store_true", help="no mutants")
+    parser.add_argument("--out", default="kata_times.md", help="file name in bench/out/")
     args = parser.parse_args()
     rows, worst = [], {}
     for kata in args.kata or katas:
         for method in args.method or methods:
-            for target in _targets(kata):
+            for target in _targets(kata)[:1] if args.solutions_only else _targets(kata):
                 took, code = _time(kata, target, method)
                 name = "solution" if target == "solutions" else Path(target).stem
                 verdict = "green" if code == 0 else f"exit {code}"
@@ -91,7 +93,7 @@ def main() -> int:
         "|---|---|---|---|---|",
         *rows,
     ]
-    (OUT / "kata_times.md").write_text("\n".join(text) + "\n", encoding="utf-8")
+    (OUT / args.out).write_text("\n".join(text) + "\n", encoding="utf-8")
     over = [(k, m, n, t) for (k, m), (t, n) in worst.items() if t > args.limit]
     for kata, method, name, took in over:
         print(f"over {args.limit:g} s: {kata} under {method}, {name}: {took:.1f} s")
