@@ -3,6 +3,7 @@ back what happened to each test."""
 
 from __future__ import annotations
 
+import ast
 import dataclasses
 import os
 import re
@@ -121,6 +122,14 @@ def run_command(
 
 def katas() -> list[str]:
     return sorted(p.parent.name for p in KATAS.glob("*/kata.toml"))
+
+
+def kata_test_names(kata: str) -> list[str]:
+    """The test functions of ``katas/<kata>/test_<kata>.py``, in file order (read, not run)."""
+    tree = ast.parse((KATAS / kata / f"test_{kata}.py").read_text(encoding="utf-8"))
+    return [
+        n.name for n in tree.body if isinstance(n, ast.FunctionDef) and n.name.startswith("test_")
+    ]
 
 
 def samples(folder: Path) -> list[tuple[str, Path]]:

@@ -4,29 +4,20 @@ self-check (test_selfcheck.py) runs each mistake and checks its clause's tests c
 
 from __future__ import annotations
 
-import ast
-
 import pytest
 
-from conftest import KATAS, katas
+from conftest import kata_test_names, katas
 from contracts import LESSONS, clause_of, contract, mutant_files
 
 # Reading files: nothing here depends on the Python version (tox.ini).
 pytestmark = pytest.mark.one_python
 
 
-def _test_names(kata: str) -> set[str]:
-    tree = ast.parse((KATAS / kata / f"test_{kata}.py").read_text(encoding="utf-8"))
-    return {
-        n.name for n in tree.body if isinstance(n, ast.FunctionDef) and n.name.startswith("test_")
-    }
-
-
 @pytest.mark.parametrize("kata", katas())
 def test_every_clause_names_real_tests_and_real_mistakes(kata):
     clauses = contract(kata)
     assert clauses, f"katas/{kata}/README.md has no contract table (rows '| C1 | ... |')"
-    tests, mutants = _test_names(kata), {p.stem for p in mutant_files(kata)}
+    tests, mutants = set(kata_test_names(kata)), {p.stem for p in mutant_files(kata)}
     for clause in clauses.values():
         assert clause.tests, f"{kata} {clause.id} ({clause.text}) has no test"
         assert clause.mutants, f"{kata} {clause.id} ({clause.text}) has no mutant"
@@ -44,10 +35,8 @@ def test_every_test_and_every_mistake_belongs_to_a_clause(kata):
     clauses = contract(kata).values()
     named_tests = {t for c in clauses for t in c.tests}
     named_mutants = {m for c in clauses for m in c.mutants}
-    assert _test_names(kata) <= named_tests, (
-        f"tests of {kata} in no clause of its contract table: "
-        f"{sorted(_test_names(kata) - named_tests)}"
-    )
+    unnamed = set(kata_test_names(kata)) - named_tests
+    assert not unnamed, f"tests of {kata} in no clause of its contract table: {sorted(unnamed)}"
     ids = {c.id: c for c in clauses}
     for path in mutant_files(kata):
         assert path.stem in named_mutants, f"tests/mutants/{kata}/{path.name} is in no clause"

@@ -3,7 +3,6 @@ correct variant passes. A new kata, mutant or variant is picked up with no edit 
 
 from __future__ import annotations
 
-import ast
 import multiprocessing
 import re
 
@@ -15,6 +14,7 @@ from conftest import (
     ROOT,
     VARIANTS,
     expected_kinds,
+    kata_test_names,
     katas,
     run_kata,
     samples,
@@ -25,13 +25,6 @@ from pytest_katas.catalog import load_kata
 METHODS = [
     m for m in ("fork", "spawn", "forkserver") if m in multiprocessing.get_all_start_methods()
 ]
-
-
-def _test_names(kata: str) -> list[str]:
-    tree = ast.parse((KATAS / kata / f"test_{kata}.py").read_text(encoding="utf-8"))
-    return [
-        n.name for n in tree.body if isinstance(n, ast.FunctionDef) and n.name.startswith("test_")
-    ]
 
 
 @pytest.mark.parametrize("kata", katas())
@@ -47,7 +40,7 @@ def test_every_kata_has_its_files(kata):
 @pytest.mark.parametrize("kata", katas())
 def test_every_test_belongs_to_exactly_one_task(kata):
     manifest = load_kata(KATAS / kata)
-    names = _test_names(kata)
+    names = kata_test_names(kata)
     listed = [t for task in manifest.tasks for t in task.tests]
     assert sorted(set(listed)) == sorted(listed), "a test is listed under two tasks"
     assert set(listed) == set(names), (

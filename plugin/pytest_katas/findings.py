@@ -9,7 +9,7 @@ from typing import Final, final
 
 from pytest_katas import races, tables, trace, waits
 from pytest_katas.channel import RunDir
-from pytest_katas.history import Event, History, Site
+from pytest_katas.history import Event, History, Site, decode_site
 from pytest_katas.messages import N_, _
 from pytest_katas.verdict import Kind, Outcome
 
@@ -176,7 +176,7 @@ def self_deadlock(
     if event is None:
         return None
     holder, took, asker = event.extra
-    first = _at(_site_of(int(took), files), relpath)
+    first = _at(decode_site(took, files), relpath)
     again = _at(event.site, relpath)
     inside = _(", in {function}()").format(function=asker) if asker != holder else ""
     return Finding(
@@ -194,12 +194,6 @@ def self_deadlock(
         ),
         stopped=True,
     )
-
-
-def _site_of(encoded: int, files: tuple[str, ...]) -> Site | None:
-    """A site as the hooks encode it: file index * SITE_BASE + line."""
-    index, line = divmod(encoded, trace.SITE_BASE)
-    return Site(files[index], line) if 0 <= encoded and index < len(files) else None
 
 
 def _at(site: Site | None, relpath: Callable[[str], str]) -> str:

@@ -333,15 +333,10 @@ class Gradebook:
         ``error``, with the message there."""
         graded = list(self.katas.values())
         tests = [t for g in graded for t in g.tests.values()]
-        if (
-            self.tampered
-            or self.problems
-            or (graded and all(g.status() == "error" for g in graded))
-        ):
+        broken = [g.status() == "error" for g in graded]
+        if self.tampered or self.problems or (graded and all(broken)):
             return "error"
-        if not tests or any(t.status in ("fail", "error") for t in tests):
-            return "fail"
-        if any(g.status() == "error" for g in graded):
+        if not tests or any(broken) or any(t.status in ("fail", "error") for t in tests):
             return "fail"
         done = all(g.task_done(task) for g in graded for task in g.kata.tasks)
         return "pass" if done else "fail"

@@ -31,7 +31,16 @@ from pytest_katas import channel
 from pytest_katas.channel import RunDir
 from pytest_katas.trace import SITE_BASE
 
-__all__ = ["Actor", "EndCopy", "Event", "History", "PipeInfo", "ProcessView", "Site"]
+__all__ = [
+    "Actor",
+    "EndCopy",
+    "Event",
+    "History",
+    "PipeInfo",
+    "ProcessView",
+    "Site",
+    "decode_site",
+]
 
 
 @final
@@ -176,7 +185,7 @@ class History:
         for index, (_, _, (pid, thread, ts, tid, op, obj, where, extra)) in enumerate(raw):
             site = sites.get(where, _UNSEEN)
             if site is _UNSEEN:
-                site = sites[where] = _site(where, files)
+                site = sites[where] = decode_site(where, files)
             events.append(
                 Event(index, pid, int(tid), thread, ts, str(op), str(obj), site, extra)  # type: ignore[arg-type]
             )
@@ -291,7 +300,8 @@ def _process_label(proc: ProcessView) -> str:
 _UNSEEN: Final = object()
 
 
-def _site(encoded: Any, files: tuple[str, ...]) -> Site | None:
+def decode_site(encoded: Any, files: tuple[str, ...]) -> Site | None:
+    """A site as the hooks encode it (file index * SITE_BASE + line), or None."""
     if not isinstance(encoded, int) or encoded < 0:
         return None
     index, line = divmod(encoded, SITE_BASE)

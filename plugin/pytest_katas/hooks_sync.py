@@ -99,7 +99,7 @@ def _patch_semlock() -> None:
 
     def __enter__(self: Any) -> bool:
         got = bool(self.acquire())
-        if getattr(self, "_kata_lock", None) is not None:
+        if getattr(self, "_kata_lock", None) is not None and trace.tracing():
             self._kata_with = _entered(sys._getframe(1))
         return got
 
@@ -190,15 +190,12 @@ def _entered(frame: Any) -> _Entered:
                 os.getpid(),
                 _thread.get_ident(),
                 frame.f_code.co_name,
-                index * SITE + frame.f_lineno,
+                index * trace.SITE_BASE + frame.f_lineno,
             )
         frame = frame.f_back
         if frame is None:
             break
     return os.getpid(), _thread.get_ident(), first.f_code.co_name, -1
-
-
-SITE: Final = trace.SITE_BASE
 
 
 def _held_by_caller(lock: str, entered: _Entered) -> None:
@@ -312,7 +309,8 @@ class TracedLock:
 
     def __enter__(self) -> bool:
         got = self.acquire()
-        self._kata_with = _entered(sys._getframe(1))
+        if trace.tracing():  # only the trace can name a self-deadlock (_held_by_caller)
+            self._kata_with = _entered(sys._getframe(1))
         return got
 
     def __exit__(self, *exc_info: Any) -> None:

@@ -480,7 +480,8 @@ def report_target(config: pytest.Config) -> tuple[str | None, str]:
     """Where the report goes and its format, even when another setting is bad (so that the
     report can say what is wrong); ``(None, "exercism")`` when these two are bad too."""
     try:
-        return of(config).report, of(config).report_format
+        run = of(config)
+        return run.report, run.report_format
     except pytest.UsageError:
         pass
     try:
