@@ -296,6 +296,7 @@ def test_a_bad_environment_value_is_refused_and_reported(pytester, monkeypatch):
         ("kata_timeout()", "*@pytest.mark.kata_timeout has no value; give it one*"),
         ("kata_stress_budget(float('nan'))", "*@pytest.mark.kata_stress_budget(nan) is not a*"),
         ("kata_explore('bfs')", "*@pytest.mark.kata_explore('bfs') is not valid: must be one*"),
+        ("kata_preemptions(1.5)", "*@pytest.mark.kata_preemptions(1.5) is not a whole number*"),
         ("kata_task(9)", "*@pytest.mark.kata_task(9): the demo kata has no task 9; its tasks*"),
         ("kata_task('1')", "*@pytest.mark.kata_task('1') is not a task number above 0*"),
         ("task(taskno=0)", "*@pytest.mark.task(taskno=0) is not a task number above 0*"),
@@ -428,6 +429,17 @@ def test_a_katas_explore_marker_is_a_default_that_the_command_line_overrides(pyt
     assert settings.load(pytester.parseconfig()).explore_for(_Item()) == "dfs"
     chosen = settings.load(pytester.parseconfig("--kata-explore=random"))
     assert chosen.explore_for(item) == "random"
+
+
+def test_a_katas_preemptions_marker_is_a_default_that_the_command_line_overrides(
+    pytester, monkeypatch
+):
+    item = _Item(kata_preemptions=1)
+    assert settings.load(pytester.parseconfig()).preemptions_for(item) == 1
+    assert settings.load(pytester.parseconfig()).preemptions_for(_Item()) == 2
+    assert settings.load(pytester.parseconfig("--kata-preemptions=3")).preemptions_for(item) == 3
+    monkeypatch.setenv("PYTEST_KATA_PREEMPTIONS", "4")
+    assert settings.load(pytester.parseconfig()).preemptions_for(item) == 4
 
 
 def test_a_stress_budget_marker_beats_the_option(pytester):

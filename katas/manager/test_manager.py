@@ -381,6 +381,10 @@ def test_count_down_workers_share_one_lock_made_by_count_down(kata):
     )
 
 
+# One preemption is all a lost update needs (a worker stopped between its read and its
+# write); a bound of one proves that in 15 schedules of the reference instead of 24, and
+# each schedule starts a Manager and two workers.
+@pytest.mark.kata_preemptions(1)
 def test_count_down_loses_no_update_under_contention(kata, kata_stress):
     # Twelve workers are plenty once the stress noise widens the gap between read and write.
     # Under the controlled scheduler two workers are enough: it tries their interleavings.
@@ -459,6 +463,10 @@ def test_tally_of_no_words_is_an_empty_dict(kata):
     assert got == {}, f"tally([]) must be {{}}, not {got!r}"
 
 
+# One preemption is all a lost update needs (a worker stopped between its read and its
+# write); a bound of one proves that in 15 schedules of the reference instead of 24, and
+# each schedule starts a Manager and two workers.
+@pytest.mark.kata_preemptions(1)
 def test_tally_loses_no_update_under_contention(kata, kata_stress):
     # Few distinct words, many of each: the workers keep updating the same keys.
     # Under the controlled scheduler: two workers, one word each, the same word, so that

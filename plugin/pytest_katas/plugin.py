@@ -40,6 +40,7 @@ MARKERS = (
     "kata_stress_budget(seconds): how long this test's stress loop may run",
     "kata_stress: added by the plugin to every test that uses the kata_stress fixture",
     "kata_explore(strategy): this test's default exploration strategy (dfs, pct, random)",
+    "kata_preemptions(n): this test's default bound of the dfs search",
 )
 _SEED = pytest.StashKey[int]()
 
@@ -283,7 +284,7 @@ def kata_stress(request: pytest.FixtureRequest) -> stress.Stress:
     exploration = stress.Exploration(
         scheduler=run.scheduler,
         strategy=run.explore_for(item),
-        bound=run.preemptions,
+        bound=run.preemptions_for(item),
         token=run.schedule,
         deadline=_limits(item, target).timeout,
     )

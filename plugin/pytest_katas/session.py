@@ -20,7 +20,12 @@ __all__ = ["GradingSession", "RunChecks", "kata_folders", "kata_roots"]
 NOT_FINISHED: Final = "the run did not finish"
 _WORKER_KATAS: Final = "katas_catalog"  # the controller's katas, in an xdist worker's input
 _PROBLEM = pytest.StashKey[str]()
-_MARKER_SETTINGS: Final = ("kata_timeout", "kata_stress_budget", "kata_explore")
+_MARKER_SETTINGS: Final = (
+    "kata_timeout",
+    "kata_stress_budget",
+    "kata_explore",
+    "kata_preemptions",
+)
 
 
 def _kata_dir(path: Path) -> Path | None:

@@ -436,6 +436,14 @@ class Settings:
         marker = item.get_closest_marker("kata_explore")
         return str(self._for_test("kata_explore", None, marker.args[0] if marker else None))
 
+    def preemptions_for(self, item: pytest.Item) -> int:
+        """Like the strategy, a kata's own bound (its ``kata_preemptions`` marker) is a
+        default that the command line and the environment override: a test whose every
+        schedule costs processes can settle for a proof within a smaller bound."""
+        marker = item.get_closest_marker("kata_preemptions")
+        held = marker.args[0] if marker else None
+        return int(self._for_test("kata_preemptions", None, held))
+
     def _for_test(self, name: str, marker: pytest.Mark | None, kata_value: Any) -> Any:
         if marker is not None and marker.args:
             problem = check_marker(name, marker)
