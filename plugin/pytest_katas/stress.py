@@ -104,7 +104,9 @@ class Stress:
     ``scenario()`` runs one trial of learner code and returns its outcome;
     ``check(outcome)`` returns None when the outcome is acceptable, else why it is not.
     The first forbidden outcome fails the test with its class, the outcome histogram,
-    the seed, and the command that replays it.
+    the seed, and the command that replays it. ``min_runs`` and ``max_runs`` bound the
+    runs under noise; ``max_schedules`` the schedules a controlled search tries (a
+    depth-first search cut short by it says so, and proves nothing).
     """
 
     def __init__(
@@ -141,13 +143,14 @@ class Stress:
         budget: float | None = None,
         min_runs: int = 3,
         max_runs: int | None = None,
+        max_schedules: int | None = None,
     ) -> StressReport:
         __tracebackhide__ = True
         budget = self.budget if budget is None else budget
         report = StressReport(0, 0.0, Counter(), {})
         started = time.monotonic()
         if self.controlled:
-            lost = self._explore(scenario, check, kind, report, budget)
+            lost = self._explore(scenario, check, kind, report, budget, max_schedules)
             if lost is None:
                 report.seconds = time.monotonic() - started
                 _summaries.append(f"{self.summary} in {report.seconds:.2f} s")
@@ -215,11 +218,13 @@ class Stress:
 
     # -- the controlled scheduler ------------------------------------------------------
 
-    def _strategy(self) -> explore.Strategy:
+    def _strategy(self, max_schedules: int | None) -> explore.Strategy:
         ex = self.exploration
         if ex.token is not None:
             return explore.Replay(ex.token)
         runs = MAX_SCHEDULES if ex.strategy == "dfs" else SAMPLED
+        if max_schedules is not None:  # the scenario's own limit
+            runs = min(runs, max_schedules)
         return explore.make(ex.strategy, self.seed, runs, ex.bound)
 
     def _explore(
@@ -229,12 +234,14 @@ class Stress:
         kind: str | Kind,
         report: StressReport,
         budget: float,
+        max_schedules: int | None,
     ) -> str | None:
         """Run the scenario under each schedule the strategy gives, until one fails (the
-        test fails with that schedule), the strategy is done, or time is up. Returns None,
-        or why control was lost (the caller then goes on with noise)."""
+        test fails with that schedule), the strategy is done (at most ``max_schedules``
+        schedules), or time is up. Returns None, or why control was lost (the caller then
+        goes on with noise)."""
         __tracebackhide__ = True
-        strategy = self._strategy()
+        strategy = self._strategy(max_schedules)
         started = time.monotonic()
         cap = max(budget * EXPLORE_BUDGET_FACTOR, self.exploration.deadline * DEADLINE_SHARE)
         finding: Finding | None = None
