@@ -278,6 +278,29 @@ def test_a_locked_increment_passes_every_schedule_and_says_how_many(pytester):
     )
 
 
+def test_a_test_can_settle_for_a_smaller_bound_or_fewer_schedules(pytester):
+    test = textwrap.dedent(TWO_THREADS).replace(
+        "def test_no_update_is_lost", "@pytest.mark.kata_preemptions(1)\ndef test_bound_one"
+    )
+    capped = textwrap.dedent(TWO_THREADS).replace("def test_no_update_is_lost", "def test_capped")
+    capped = capped.replace("f\"lost: {total} of 4\")", "f\"lost: {total} of 4\", max_schedules=3)")
+    assert "max_schedules=3" in capped
+    write_kata(pytester, COUNTER.replace("{body}", LOCKED), "import pytest\n" + test + capped)
+    result = pytester.runpytest_subprocess("katas/demo", "-rA", "--kata-stress-budget=60")
+    result.assert_outcomes(passed=2)
+    result.stdout.fnmatch_lines_random(
+        [
+            "all * schedule(s) with at most 1 preemption(s) passed, and one *",
+            "3 schedule(s) with at most 2 preemption(s) passed; the search stopped at its limit*",
+        ]
+    )
+    # The command line still has the last word on the bound.
+    result = pytester.runpytest_subprocess(
+        "katas/demo", "-rA", "--kata-stress-budget=60", "--kata-preemptions=2", "-k", "bound_one"
+    )
+    result.stdout.fnmatch_lines(["all * schedule(s) with at most 2 preemption(s) passed, and *"])
+
+
 @pytest.mark.parametrize("strategy", ["pct", "random"])
 def test_every_strategy_catches_the_unlocked_increment_and_passes_the_locked_one(
     pytester, strategy
