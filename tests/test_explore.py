@@ -283,7 +283,7 @@ def test_a_test_can_settle_for_a_smaller_bound_or_fewer_schedules(pytester):
         "def test_no_update_is_lost", "@pytest.mark.kata_preemptions(1)\ndef test_bound_one"
     )
     capped = textwrap.dedent(TWO_THREADS).replace("def test_no_update_is_lost", "def test_capped")
-    capped = capped.replace("f\"lost: {total} of 4\")", "f\"lost: {total} of 4\", max_schedules=3)")
+    capped = capped.replace('f"lost: {total} of 4")', 'f"lost: {total} of 4", max_schedules=3)')
     assert "max_schedules=3" in capped
     write_kata(pytester, COUNTER.replace("{body}", LOCKED), "import pytest\n" + test + capped)
     result = pytester.runpytest_subprocess("katas/demo", "-rA", "--kata-stress-budget=60")
