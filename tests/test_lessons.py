@@ -73,7 +73,10 @@ def _normal(text: str, mutant: str, kata: str) -> str:
 
 
 _STACK = ("Where (innermost last):", "出错位置")
-_COUNT = re.compile(r"\b\d+\b(?!(\.\d+)? s\b)")  # a number, but not a time in seconds
+# A number, but not a time in seconds, nor a line of the learner's file (a lesson that
+# points at the wrong line misleads; a mutant edited without regenerating its samples must
+# fail here).
+_COUNT = re.compile(r"(?<!line )(?<!\.py:)(?<!第 )\b\d+\b(?!(\.\d+)? s\b)")
 
 
 def _pieces(sample: str) -> list[str]:
