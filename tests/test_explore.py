@@ -369,6 +369,34 @@ def test_a_lock_order_deadlock_is_found_at_once_with_who_waits_for_what(pytester
     assert took < 30, "found by the scheduler, not by the 60 s deadline"
 
 
+ONCE_TEST = """
+import threading
+
+def test_once(kata, kata_stress):
+    calls = []
+    def scenario():
+        calls.append(1)
+        workers = [threading.Thread(target=kata.nap) for _ in range(2)]
+        for worker in workers:
+            worker.start()
+        for worker in workers:
+            worker.join()
+        return "rested"
+    assert kata_stress.once(scenario) == "rested"
+    assert calls == [1]
+"""
+
+
+def test_once_runs_a_scenario_one_time_in_the_schedulers_hands(pytester):
+    # An hour's nap in two threads: over in a moment only if the scheduler ran it (its time
+    # is virtual); the OS would take the hour, and the 6 s deadline says HANG.
+    write_kata(pytester, SLEEPY, textwrap.dedent(ONCE_TEST), timeout=6)
+    pytester.runpytest_subprocess("katas/demo").assert_outcomes(passed=1)
+    result = pytester.runpytest_subprocess("katas/demo", "--kata-scheduler=noise")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["*HANG*"])
+
+
 SLEEPY = """
 import threading
 import time

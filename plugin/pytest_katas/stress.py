@@ -167,6 +167,32 @@ class Stress:
         _summaries.append(self._noise_summary(report))
         return report
 
+    def once(self, scenario: Callable[[], Any]) -> Any:
+        """Run ``scenario`` one time and return what it returned: under the first schedule
+        of the search when the plugin schedules this test, so that the trace it leaves (and
+        any interleaving a failure shows from it) is the same in every run, whatever the OS
+        does; as the OS schedules it otherwise. Nothing is checked or audited here: the
+        test judges the outcome and the trace itself."""
+        __tracebackhide__ = True
+        if not self.controlled:
+            return scenario()
+        outcomes: list[Any] = []
+        audit, self.audit = self.audit, None
+        try:
+            lost = self._explore(
+                lambda: outcomes.append(scenario()),
+                lambda _: None,
+                Kind.RACE,
+                StressReport(0, 0.0, Counter(), {}),
+                0.0,
+                1,
+            )
+        finally:
+            self.audit = audit
+        if lost is not None:
+            _summaries.append(lost)
+        return outcomes[0] if outcomes else scenario()
+
     def _noise_summary(self, report: StressReport) -> str:
         how = "under schedule noise" if self.noisy else "without noise"
         lost = f" ({self.summary})" if self.summary else ""
