@@ -301,6 +301,63 @@ def test_a_test_can_settle_for_a_smaller_bound_or_fewer_schedules(pytester):
     result.stdout.fnmatch_lines(["all * schedule(s) with at most 2 preemption(s) passed, and *"])
 
 
+HIDDEN_COUNTS = {  # a count no attribute hook sees, kept three ways
+    "an item": ("self._box = [0]", "self._box[0] += 1", "self._box[0]"),
+    "global": (
+        "self._start = _count",
+        "global _count\n        _count += 1",
+        "_count - self._start",
+    ),
+    "enclosing": (
+        "n = [0]\n        def bump():\n            nonlocal n\n            n = n + [0]\n"
+        "        self._bump, self._n = bump, (lambda: len(n) - 1)",
+        "self._bump()",
+        "self._n()",
+    ),
+}
+HIDDEN = """
+import threading
+
+_count = 0
+
+class Counter:
+    def __init__(self):
+        self._lock = threading.Lock()
+        {init}
+
+    def increment(self):
+        {guard}{body}
+
+    @property
+    def value(self):
+        return {value}
+"""
+
+
+@pytest.mark.parametrize("where", sorted(HIDDEN_COUNTS))
+def test_a_count_kept_where_no_hook_sees_it_loses_updates_in_a_schedule(pytester, where):
+    # The scheduler stops a thread just before the learner's store of an item, a global or
+    # an enclosing function's variable too; only the schedule can show these lost updates
+    # (the trace is off). Behind the lock, every schedule passes.
+    init, body, value = HIDDEN_COUNTS[where]
+
+    def impl(guard: str) -> str:
+        code = HIDDEN.replace("{init}", init).replace("{value}", value)
+        if guard:
+            body_ = "\n".join("    " + line for line in body.split("\n"))
+            return code.replace("{guard}{body}", "with self._lock:\n        " + body_)
+        return code.replace("{guard}{body}", body)
+
+    write_kata(pytester, impl(""), textwrap.dedent(TWO_THREADS), timeout=30)
+    result = pytester.runpytest_subprocess("katas/demo", "--kata-trace=off")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["*lost: * of 4*", "*schedule * of the dfs search*"])
+    (pytester.path / "katas" / "demo" / "demo.py").write_text(impl("lock"), encoding="utf-8")
+    result = pytester.runpytest_subprocess("katas/demo", "-rA", "--kata-stress-budget=60")
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(["all * schedule(s) with at most 2 preemption(s) passed*"])
+
+
 @pytest.mark.parametrize("strategy", ["pct", "random"])
 def test_every_strategy_catches_the_unlocked_increment_and_passes_the_locked_one(
     pytester, strategy

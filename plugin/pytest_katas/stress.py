@@ -12,7 +12,16 @@ from collections.abc import Callable
 from contextlib import nullcontext
 from typing import TYPE_CHECKING, Any, Final, final
 
-from pytest_katas import channel, control, coordinate, explore, schedule, tables, trace
+from pytest_katas import (
+    channel,
+    control,
+    coordinate,
+    explore,
+    schedule,
+    stores,
+    tables,
+    trace,
+)
 from pytest_katas.messages import _
 from pytest_katas.verdict import Kind, fail_as
 
@@ -282,7 +291,11 @@ class Stress:
                 trace.set_tracing(traced)
                 trace.next_generation()
                 outcome: Any = None
-                with coordinate.serving(plan) as coordinator, control.controlled(plan) as sched:
+                with (
+                    coordinate.serving(plan) as coordinator,
+                    control.controlled(plan) as sched,
+                    stores.watching(),
+                ):
                     try:
                         outcome = scenario()
                     except control.Deadlocked:
