@@ -285,7 +285,9 @@ def test_a_test_can_settle_for_a_smaller_bound_or_fewer_schedules(pytester):
     capped = textwrap.dedent(TWO_THREADS).replace("def test_no_update_is_lost", "def test_capped")
     capped = capped.replace('f"lost: {total} of 4")', 'f"lost: {total} of 4", max_schedules=3)')
     assert "max_schedules=3" in capped
-    write_kata(pytester, COUNTER.replace("{body}", LOCKED), "import pytest\n" + test + capped)
+    write_kata(
+        pytester, COUNTER.replace("{body}", LOCKED), "import pytest\n" + test + capped, timeout=60
+    )
     result = pytester.runpytest_subprocess("katas/demo", "-rA", "--kata-stress-budget=60")
     result.assert_outcomes(passed=2)
     result.stdout.fnmatch_lines_random(

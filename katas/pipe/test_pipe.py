@@ -59,13 +59,16 @@ def test_relay_sends_every_item_through_a_pipe(kata):
     items = ["a", 0, None, "b"]
     kata.relay(items)
     seen = observed(kata)
-    sent = seen.events("send", pid=seen.test_process().pid)
+    me = seen.test_process().pid
+    sent = seen.events("send", pid=me)
     if len(sent) < len(items):
+        puts = seen.events("put", pid=me)
+        queued = f"; it put items on a Queue at {seen.line(puts[0].site)}" if puts else ""
         raise fail_as(
             "contract",
             f"relay() sent {len(sent)} message(s) through pipes for {len(items)} items "
-            f"({len(seen.pipes())} pipe(s) made): every item must travel to the child "
-            "through a multiprocessing.Pipe, one send() each. A Queue is not a Pipe.",
+            f"({len(seen.pipes())} pipe(s) made){queued}: every item must travel to the "
+            "child through a multiprocessing.Pipe, one send() each. A Queue is not a Pipe.",
         )
 
 
