@@ -27,8 +27,10 @@ from collections.abc import Iterator
 
 import pytest
 
+from pytest_katas import patience
+
 ZH_TEXT = "你好，世界。进程池里的每个进程都在等下一个任务。\n" * 20
-PATIENCE = 8.0
+PATIENCE = 4.0  # seconds on a quiet machine: see pytest_katas.patience
 TRICKLE = 0.25
 # A stalled page says nothing for this long, unless the test ends first: longer than any
 # test's deadline, even stretched three times on a busy machine, so that code that never
@@ -47,7 +49,7 @@ class _Meeting:
 
     def attend(self, size: int, tick) -> None:
         """Wait until ``size`` attendees are here at once, calling tick() now and then."""
-        deadline = time.monotonic() + PATIENCE
+        deadline = time.monotonic() + patience(PATIENCE)
         with self.cond:
             self.size = size
             self.arrived += 1

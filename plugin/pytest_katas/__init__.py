@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pytest_katas.observe import ChildProcess, Observed, children, observed
 from pytest_katas.verdict import KataFailure, Kind, fail_as
+from pytest_katas.waits import patience
 
 __all__ = [
     "ChildProcess",
@@ -14,6 +15,7 @@ __all__ = [
     "children",
     "fail_as",
     "observed",
+    "patience",
 ]
 
 __version__ = "0.1.0"

@@ -26,7 +26,7 @@ from pytest_katas.channel import RunDir, Slot
 from pytest_katas.history import History, PipeInfo, Site
 from pytest_katas.trace import SITE_BASE
 
-__all__ = ["Deadlock", "DeadlockWatch", "Waiter", "load", "quiet", "stretch"]
+__all__ = ["Deadlock", "DeadlockWatch", "Waiter", "load", "patience", "quiet", "stretch"]
 
 QUIET: Final = 0.3  # seconds everyone must stay put before we call it a deadlock
 # On a machine busier than it has cores, a thread that could run may wait its turn for the
@@ -53,6 +53,13 @@ def stretch() -> float:
     machine, as many times as each core has tasks to run (a correct solution slowed down by
     other work is not a hang), at most STRETCH_MAX."""
     return min(STRETCH_MAX, max(1.0, load()))
+
+
+def patience(seconds: float) -> float:
+    """How long a kata test may wait for something a correct solution does at once (three
+    pool tasks meeting, say): ``seconds`` while a core is free, longer on a busy machine,
+    as a test's deadline is stretched (:func:`stretch`)."""
+    return seconds * stretch()
 
 
 _INFRA: Final = ("resource_tracker", "forkserver")
