@@ -8,6 +8,7 @@ import textwrap
 
 import pytest
 
+import pytest_katas
 from conftest import pids_left, write_kata
 
 RECORD = """
@@ -115,6 +116,7 @@ def test_the_stretch_follows_the_load_per_core_up_to_three_times(monkeypatch):
         monkeypatch.setattr(waits.os, "cpu_count", lambda c=cores: c)
         assert waits.stretch() == expected
         assert waits.quiet() == (waits.BUSY_QUIET if expected > 1 else waits.QUIET)
+        assert pytest_katas.patience(4.0) == 4.0 * expected  # a kata test's waits follow
 
     def unknown() -> tuple[float, float, float]:
         raise OSError("no load average here")
