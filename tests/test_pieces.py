@@ -751,3 +751,41 @@ def test_a_registered_process_survives_a_stack_request_while_it_finalizes(tmp_pa
     env = {**os.environ, ENV_RUNDIR: str(tmp_path)}
     done = subprocess.run([sys.executable, "-c", _ENDING, how], env=env, timeout=60, check=False)
     assert done.returncode == code
+
+
+# -- leaks: what is left, and when it is left for good ---------------------------------
+
+
+def test_a_leftover_process_that_sits_still_is_named_without_waiting_out_the_grace():
+    import subprocess
+    import time
+
+    from pytest_katas import leaks
+
+    baseline = leaks.Baseline.take()
+    idle = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
+    try:
+        started = time.monotonic()
+        found = leaks.find_leaks(baseline, set(), None, str, grace=30.0)
+        took = time.monotonic() - started
+    finally:
+        idle.kill()
+        idle.wait()
+    assert [leak.what for leak in found if leak.what == "process"] == ["process"]
+    assert took < 15.0, f"{took:.1f} s: it waited out the grace instead of seeing it asleep"
+
+
+def test_a_leftover_process_still_at_work_is_waited_for_until_it_ends():
+    import subprocess
+
+    from pytest_katas import leaks
+
+    baseline = leaks.Baseline.take()
+    spin = "import time\nend = time.monotonic() + 1.5\nwhile time.monotonic() < end: pass"
+    busy = subprocess.Popen([sys.executable, "-c", spin])
+    try:
+        found = leaks.find_leaks(baseline, set(), None, str, grace=30.0)
+    finally:
+        busy.kill()
+        busy.wait()
+    assert not [leak for leak in found if leak.what == "process"], found

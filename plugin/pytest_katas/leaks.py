@@ -9,12 +9,13 @@ import os
 import threading
 import time
 from collections.abc import Callable
-from typing import final
+from typing import Final, final
 
 import psutil
 
 from pytest_katas.channel import REGISTERED, RunDir
 from pytest_katas.messages import _
+from pytest_katas.procs import thread_state
 
 __all__ = ["Baseline", "Leak", "find_leaks", "infrastructure_pids", "summary"]
 
@@ -139,6 +140,42 @@ def _socket_names() -> dict[int, str]:
     return names
 
 
+SETTLED: Final = 0.25
+
+
+def _stillness(
+    baseline: Baseline, procs: list[psutil.Process], fds: list[tuple[int, str]]
+) -> tuple[object, ...] | None:
+    """What is left and the CPU it has used, or None while any of it (or any thread of
+    ours that could still end it: a library's too) is not asleep in the kernel."""
+    marks: list[object] = [tuple(fds)]
+    for proc in procs:
+        try:
+            with proc.oneshot():
+                if proc.status() != psutil.STATUS_SLEEPING:
+                    return None
+                used = proc.cpu_times()
+                marks.append((proc.pid, used.user + used.system))
+        except psutil.Error:
+            return None
+    me = os.getpid()
+    mine = threading.get_ident()
+    natives: set[int] = set()
+    for thread in threading.enumerate():
+        if thread.ident in baseline.threads or thread.ident == mine or not thread.is_alive():
+            continue
+        native = thread.native_id
+        if native is None or thread_state(me, native) != "S":
+            return None
+        natives.add(native)
+    try:
+        ours = psutil.Process().threads()
+    except psutil.Error:
+        return None
+    marks.extend(sorted((t.id, t.user_time + t.system_time) for t in ours if t.id in natives))
+    return tuple(marks)
+
+
 def find_leaks(
     baseline: Baseline,
     own_fds: set[int],
@@ -146,13 +183,25 @@ def find_leaks(
     relpath: Callable[[str], str],
     grace: float = 1.0,
 ) -> list[Leak]:
-    """What is still alive or open ``grace`` seconds after the test returned."""
+    """What is still alive or open ``grace`` seconds after the test returned, or as soon as
+    what is left has sat still for SETTLED seconds: every process and thread it could be
+    waiting for asleep in the kernel, using no CPU, and nothing closed or ended meanwhile.
+    Then nothing is about to finish (a process being stopped, or waiting for the CPU on a
+    busy machine, is not asleep); what is left is left for good."""
     deadline = time.monotonic() + grace
+    last: tuple[object, ...] | None = None
+    since = 0.0
     while True:
         gc.collect()
         threads, procs = _thread_leaks(baseline), _process_leaks()
         fds = _fd_leaks(baseline, own_fds)
-        if not (threads or procs or fds) or time.monotonic() >= deadline:
+        now = time.monotonic()
+        if not (threads or procs or fds) or now >= deadline:
+            break
+        mark = _stillness(baseline, procs, fds)
+        if mark is None or mark != last:
+            last, since = mark, now
+        elif now - since >= SETTLED:
             break
         time.sleep(0.02)
     names = {}
