@@ -7,14 +7,16 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import subprocess
 import sys
 import sysconfig
+import time
 from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
 
-from pytest_katas import commands, crashes, manifest, observe, stacks, tables
+from pytest_katas import commands, crashes, leaks, manifest, observe, stacks, tables
 from pytest_katas.channel import ENV_RUNDIR, ProcessInfo, Raised
 from pytest_katas.history import EndCopy, Event, History, ProcessView, Site
 from pytest_katas.verdict import Kind, Outcome
@@ -757,11 +759,6 @@ def test_a_registered_process_survives_a_stack_request_while_it_finalizes(tmp_pa
 
 
 def test_a_leftover_process_that_sits_still_is_named_without_waiting_out_the_grace():
-    import subprocess
-    import time
-
-    from pytest_katas import leaks
-
     baseline = leaks.Baseline.take()
     idle = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
     try:
@@ -776,10 +773,6 @@ def test_a_leftover_process_that_sits_still_is_named_without_waiting_out_the_gra
 
 
 def test_a_leftover_process_still_at_work_is_waited_for_until_it_ends():
-    import subprocess
-
-    from pytest_katas import leaks
-
     baseline = leaks.Baseline.take()
     spin = "import time\nend = time.monotonic() + 1.5\nwhile time.monotonic() < end: pass"
     busy = subprocess.Popen([sys.executable, "-c", spin])

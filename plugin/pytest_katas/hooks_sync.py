@@ -181,17 +181,11 @@ _Entered = tuple[int, int, str, int]
 
 def _entered(frame: Any) -> _Entered:
     """The `with` that took a lock: its thread, and its learner function and line (a
-    Condition's `with` goes through the stdlib first)."""
+    Condition's `with` goes through the stdlib first: up to four frames out)."""
     files, first = trace._files, frame
     for _ in range(4):
-        index = files.get(frame.f_code.co_filename)
-        if index is not None:
-            return (
-                os.getpid(),
-                _thread.get_ident(),
-                frame.f_code.co_name,
-                index * trace.SITE_BASE + frame.f_lineno,
-            )
+        if frame.f_code.co_filename in files:
+            return os.getpid(), _thread.get_ident(), frame.f_code.co_name, trace.encode(frame)
         frame = frame.f_back
         if frame is None:
             break
@@ -209,22 +203,13 @@ def _held_by_caller(lock: str, entered: _Entered) -> None:
     if ident != _thread.get_ident() or pid != os.getpid() or not trace.tracing():
         return
     where = trace.site()
-    asker = _learner_function()
+    asking = trace.learner_frame(sys._getframe(1))
+    asker = asking.f_code.co_name if asking is not None else "?"
     trace.record("relock", lock, [holder, took, asker], where)
     trace.flush()
     raise control.SelfDeadlocked(
         f"{holder}() asked again for a Lock this thread already holds: it waits for itself"
     )
-
-
-def _learner_function() -> str:
-    """The innermost learner function on the calling stack."""
-    frame: Any = sys._getframe(2)
-    while frame is not None:
-        if frame.f_code.co_filename in trace._files:
-            return str(frame.f_code.co_name)
-        frame = frame.f_back
-    return "?"
 
 
 # -- threads and their locks -----------------------------------------------------------------

@@ -34,7 +34,15 @@ from typing import Any, Final
 from pytest_katas import channel
 from pytest_katas.channel import RunDir, RunState
 
-__all__ = ["Jitter", "install_from_env", "jitter", "noise"]
+__all__ = [
+    "Jitter",
+    "install_from_env",
+    "jitter",
+    "learner_codes",
+    "noise",
+    "unwatch_instructions",
+    "watch_instructions",
+]
 
 # Thread noise is sparse, so that correct code stays fast: each run picks ONE instruction in
 # each learner function as its preemption point, and only that point ever yields. A race
@@ -90,7 +98,7 @@ def _offsets(code: types.CodeType) -> list[int]:
     return cached[1]
 
 
-def _learner_codes() -> list[types.CodeType]:
+def learner_codes() -> list[types.CodeType]:
     """Every code object of the learner's module: functions, methods, nested ones."""
     names = channel.learner_modules()
     found: dict[int, types.CodeType] = {}
@@ -130,7 +138,7 @@ class _ThreadNoise:
         self.seed, self.run = seed, run
         self.chance = THREAD_P if sys.version_info >= (3, 12) else TRACED_THREAD_P
         self.rngs: dict[int, random.Random] = {}  # per thread, by ident: a cheap lookup
-        self.codes = _learner_codes()
+        self.codes = learner_codes()
         self.files = {code.co_filename for code in self.codes}
         picker = random.Random(f"{seed}:{run}:points")
         self.points = {
@@ -196,29 +204,40 @@ class _ThreadNoise:
         return self._local_trace
 
     def _start_monitoring(self) -> None:
-        monitoring = sys.monitoring  # type: ignore[attr-defined,unused-ignore]
-        for tool in (4, 3, 2):
-            if monitoring.get_tool(tool) is None:
-                self.tool = tool
-                break
-        if self.tool is None:
-            return
-        monitoring.use_tool_id(self.tool, "pytest-katas")
-        event = monitoring.events.INSTRUCTION
-        monitoring.register_callback(self.tool, event, self._point)
-        monitoring.restart_events()  # the points disabled in the last run are candidates again
-        for code in self.codes:
-            monitoring.set_local_events(self.tool, code, event)
+        self.tool = watch_instructions(self.codes, self._point, "pytest-katas")
 
     def _stop_monitoring(self) -> None:
-        if self.tool is None:
-            return
-        monitoring = sys.monitoring  # type: ignore[attr-defined,unused-ignore]
-        for code in self.codes:
-            monitoring.set_local_events(self.tool, code, 0)
-        monitoring.register_callback(self.tool, monitoring.events.INSTRUCTION, None)
-        monitoring.free_tool_id(self.tool)
+        unwatch_instructions(self.tool, self.codes)
         self.tool = None
+
+
+def watch_instructions(
+    codes: list[types.CodeType], callback: Callable[[types.CodeType, int], Any], name: str
+) -> int | None:
+    """3.12+: call ``callback(code, offset)`` before each instruction of ``codes`` (until
+    it returns DISABLE for that one) with a free ``sys.monitoring`` tool; which, or None."""
+    monitoring = sys.monitoring  # type: ignore[attr-defined,unused-ignore]
+    tool = next((t for t in (4, 3, 2) if monitoring.get_tool(t) is None), None)
+    if tool is None:
+        return None
+    monitoring.use_tool_id(tool, name)
+    event = monitoring.events.INSTRUCTION
+    monitoring.register_callback(tool, event, callback)
+    monitoring.restart_events()  # what the last run disabled is watched again
+    for code in codes:
+        monitoring.set_local_events(tool, code, event)
+    return tool
+
+
+def unwatch_instructions(tool: int | None, codes: list[types.CodeType]) -> None:
+    """Undo :func:`watch_instructions`."""
+    if tool is None:
+        return
+    monitoring = sys.monitoring  # type: ignore[attr-defined,unused-ignore]
+    for code in codes:
+        monitoring.set_local_events(tool, code, 0)
+    monitoring.register_callback(tool, monitoring.events.INSTRUCTION, None)
+    monitoring.free_tool_id(tool)
 
 
 @contextlib.contextmanager

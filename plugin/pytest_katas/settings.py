@@ -433,16 +433,18 @@ class Settings:
     def explore_for(self, item: pytest.Item) -> str:
         """A kata's own choice (its ``kata_explore`` marker) is a default: the command line
         and the environment override it."""
-        marker = item.get_closest_marker("kata_explore")
-        return str(self._for_test("kata_explore", None, marker.args[0] if marker else None))
+        return str(self._kata_default("kata_explore", item))
 
     def preemptions_for(self, item: pytest.Item) -> int:
         """Like the strategy, a kata's own bound (its ``kata_preemptions`` marker) is a
         default that the command line and the environment override: a test whose every
         schedule costs processes can settle for a proof within a smaller bound."""
-        marker = item.get_closest_marker("kata_preemptions")
-        held = marker.args[0] if marker else None
-        return int(self._for_test("kata_preemptions", None, held))
+        return int(self._kata_default("kata_preemptions", item))
+
+    def _kata_default(self, name: str, item: pytest.Item) -> Any:
+        """A setting whose marker is the kata's default, not the last word."""
+        marker = item.get_closest_marker(name)
+        return self._for_test(name, None, marker.args[0] if marker else None)
 
     def _for_test(self, name: str, marker: pytest.Mark | None, kata_value: Any) -> Any:
         if marker is not None and marker.args:

@@ -79,7 +79,7 @@ def _watched() -> list[types.CodeType]:
     key = tuple(id(sys.modules.get(name)) for name in channel.learner_modules())
     codes = _CODES.get(key) if None not in key else None
     if codes is None:
-        codes = [c for c in schedule._learner_codes() if _stores(c)]
+        codes = [c for c in schedule.learner_codes() if _stores(c)]
         if None not in key:
             _CODES.clear()
             _CODES[key] = codes
@@ -87,59 +87,34 @@ def _watched() -> list[types.CodeType]:
 
 
 class _Points:
-    def __init__(self) -> None:
-        self.codes = _watched()
-        self.stores = {id(c): _stores(c) for c in self.codes}  # (the codes stay alive)
-        self.files = {c.co_filename for c in self.codes}
+    def __init__(self, codes: list[types.CodeType]) -> None:
+        self.codes = codes
+        self.stores = {id(c): _stores(c) for c in codes}  # (the codes stay alive: _CODES)
         self.tool: int | None = None
         self.before: tuple[Any, Any] = (None, None)  # the trace functions we replaced
 
-    def _point(self, code: types.CodeType, offset: int, filename: str) -> bool:
+    def _point(self, code: types.CodeType, offset: int) -> bool:
         """A point before the store at ``offset``, if it is one and this thread is under
         control. Whether it was a store."""
         found = self.stores.get(id(code), {}).get(offset)
         if found is None:
             return False
         ctl = control.running()
-        index = trace._files.get(filename)
+        index = trace._files.get(code.co_filename)
         if ctl is not None and index is not None:
             what, line = found
             ctl[0].point(ctl[1], "store", what, index * trace.SITE_BASE + line)
         return True
 
-    # -- 3.12+: sys.monitoring -----------------------------------------------------------
-
     def _instruction(self, code: types.CodeType, offset: int) -> Any:
-        if self._point(code, offset, code.co_filename):
+        """3.12+: sys.monitoring's callback; every other instruction is switched off."""
+        if self._point(code, offset):
             return None
         return sys.monitoring.DISABLE  # type: ignore[attr-defined,unused-ignore]
 
-    def _start_monitoring(self) -> None:
-        monitoring = sys.monitoring  # type: ignore[attr-defined,unused-ignore]
-        self.tool = next((t for t in (4, 3, 2) if monitoring.get_tool(t) is None), None)
-        if self.tool is None:
-            return
-        monitoring.use_tool_id(self.tool, "pytest-katas stores")
-        event = monitoring.events.INSTRUCTION
-        monitoring.register_callback(self.tool, event, self._instruction)
-        monitoring.restart_events()
-        for code in self.codes:
-            monitoring.set_local_events(self.tool, code, event)
-
-    def _stop_monitoring(self) -> None:
-        if self.tool is None:
-            return
-        monitoring = sys.monitoring  # type: ignore[attr-defined,unused-ignore]
-        for code in self.codes:
-            monitoring.set_local_events(self.tool, code, 0)
-        monitoring.register_callback(self.tool, monitoring.events.INSTRUCTION, None)
-        monitoring.free_tool_id(self.tool)
-        self.tool = None
-
-    # -- 3.10 and 3.11: opcode tracing ---------------------------------------------------
-
     def _call(self, frame: types.FrameType, event: str, arg: Any) -> Callable[..., Any] | None:
-        if id(frame.f_code) not in self.stores or frame.f_code.co_filename not in self.files:
+        """3.10 and 3.11: trace the opcodes of the functions that hold a store, only."""
+        if id(frame.f_code) not in self.stores:
             return None
         frame.f_trace_opcodes = True
         frame.f_trace_lines = False
@@ -147,26 +122,23 @@ class _Points:
 
     def _opcode(self, frame: types.FrameType, event: str, arg: Any) -> Callable[..., Any]:
         if event == "opcode":
-            self._point(frame.f_code, frame.f_lasti, frame.f_code.co_filename)
+            self._point(frame.f_code, frame.f_lasti)
         return self._opcode
 
-    # -----------------------------------------------------------------------------------
-
     def start(self) -> None:
-        if not self.codes:
-            return
         if sys.version_info >= (3, 12):
-            self._start_monitoring()
+            self.tool = schedule.watch_instructions(
+                self.codes, self._instruction, "pytest-katas stores"
+            )
         else:
             self.before = (sys.gettrace(), threading.gettrace())
             sys.settrace(self._call)
             threading.settrace(self._call)
 
     def stop(self) -> None:
-        if not self.codes:
-            return
         if sys.version_info >= (3, 12):
-            self._stop_monitoring()
+            schedule.unwatch_instructions(self.tool, self.codes)
+            self.tool = None
         else:
             sys.settrace(self.before[0])
             threading.settrace(self.before[1])  # type: ignore[arg-type,unused-ignore]
@@ -174,12 +146,13 @@ class _Points:
 
 def watching() -> contextlib.AbstractContextManager[None]:
     """Points before the learner's unhooked stores, for the controlled run in the body."""
-    return _watching() if _watched() else contextlib.nullcontext()
+    codes = _watched()
+    return _watching(codes) if codes else contextlib.nullcontext()
 
 
 @contextlib.contextmanager
-def _watching() -> Iterator[None]:
-    points = _Points()
+def _watching(codes: list[types.CodeType]) -> Iterator[None]:
+    points = _Points(codes)
     points.start()
     try:
         yield

@@ -186,18 +186,15 @@ class Stress:
         if not self.controlled:
             return scenario()
         outcomes: list[Any] = []
-        audit, self.audit = self.audit, None
-        try:
-            lost = self._explore(
-                lambda: outcomes.append(scenario()),
-                lambda _: None,
-                Kind.RACE,
-                StressReport(0, 0.0, Counter(), {}),
-                0.0,
-                1,
-            )
-        finally:
-            self.audit = audit
+        lost = self._explore(
+            lambda: outcomes.append(scenario()),
+            lambda _: None,
+            Kind.RACE,
+            StressReport(0, 0.0, Counter(), {}),
+            0.0,
+            1,
+            audited=False,
+        )
         if lost is not None:
             _summaries.append(lost)
         return outcomes[0] if outcomes else scenario()
@@ -270,13 +267,15 @@ class Stress:
         report: StressReport,
         budget: float,
         max_schedules: int | None,
+        audited: bool = True,
     ) -> str | None:
         """Run the scenario under each schedule the strategy gives, until one fails (the
         test fails with that schedule), the strategy is done (at most ``max_schedules``
         schedules), or time is up. Returns None, or why control was lost (the caller then
-        goes on with noise)."""
+        goes on with noise). ``audited``: the trace is read for a finding too."""
         __tracebackhide__ = True
         strategy = self._strategy(max_schedules)
+        audit = self.audit if audited else None
         started = time.monotonic()
         cap = max(budget * EXPLORE_BUDGET_FACTOR, self.exploration.deadline * DEADLINE_SHARE)
         finding: Finding | None = None
@@ -316,8 +315,8 @@ class Stress:
                 if problem is not None:
                     report.forbidden[key] = problem
                     self._fail_schedule(kind, problem, run, plan, strategy, report.runs)
-                if traced and finding is None and self.audit is not None:
-                    finding = self.audit()
+                if traced and finding is None and audit is not None:
+                    finding = audit()
         finally:
             trace.set_tracing(True)
         self.summary = strategy.summary(report.runs)

@@ -74,19 +74,29 @@ def _learner_index() -> dict[str, int]:
 def site(skip: int = 2) -> int:
     """The innermost learner-code line on the calling stack, encoded; -1 if none."""
     try:
-        frame: Any = sys._getframe(skip)
+        frame = learner_frame(sys._getframe(skip))
     except ValueError:
         return -1
+    return -1 if frame is None else encode(frame)
+
+
+def learner_frame(frame: Any) -> Any:
+    """The innermost frame of learner code from ``frame`` outwards (not past the frames
+    that run learner code for us), or None."""
     files, roots = _files, _roots
     while frame is not None:
         code = frame.f_code
-        index = files.get(code.co_filename)
-        if index is not None:
-            return int(index * SITE_BASE + frame.f_lineno)
+        if code.co_filename in files:
+            return frame
         if code in roots:
-            return -1
+            return None
         frame = frame.f_back
-    return -1
+    return None
+
+
+def encode(frame: Any) -> int:
+    """A learner frame's file and line, as one number (its file's index * SITE_BASE + line)."""
+    return int(_files[frame.f_code.co_filename] * SITE_BASE + frame.f_lineno)
 
 
 @final
