@@ -4,16 +4,16 @@ from __future__ import annotations
 
 import copy
 import math
-import multiprocessing
 import operator
 import re
+import shutil
 import time
 import urllib.error
 import urllib.request
 
 import pytest
 
-from pytest_katas import children, fail_as, observed, patience
+from pytest_katas import Gate, children, fail_as, observed, patience
 
 
 def _describe(func, arg) -> str:
@@ -307,13 +307,15 @@ def test_gather_never_returns_before_the_last_callback_has_run(kata, kata_stress
 
 @pytest.mark.kata_timeout(20)
 def test_gather_runs_its_tasks_at_the_same_time(kata):
-    with multiprocessing.Manager() as manager:
-        # Three handles on ONE barrier: each task waits there until all three are waiting.
-        # Run one at a time, the first task gives up after 4 s (longer on a busy machine)
-        # and breaks the barrier.
-        barrier = manager.Barrier(3, timeout=patience(4.0))
-        handles = [copy.copy(barrier) for _ in range(3)]
+    # Three handles on ONE gate, a barrier for processes: each task waits there until all
+    # three are waiting. Run one at a time, the first task gives up after 4 s (longer on a
+    # busy machine) and breaks it.
+    gate = Gate(3, timeout=patience(4.0))
+    handles = [copy.copy(gate) for _ in range(3)]
+    try:
         results, errors = kata.gather(operator.methodcaller("wait"), handles, processes=3)
+    finally:
+        shutil.rmtree(gate.folder, ignore_errors=True)
     _check_each_arg_once(handles, results, errors, what="task")
     if any(message.startswith("BrokenBarrierError") for message in errors.values()):
         raise fail_as(

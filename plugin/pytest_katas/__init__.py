@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from pytest_katas.gate import Gate
 from pytest_katas.observe import ChildProcess, Observed, children, observed
 from pytest_katas.verdict import KataFailure, Kind, fail_as
 from pytest_katas.waits import patience
 
 __all__ = [
     "ChildProcess",
+    "Gate",
     "KataFailure",
     "Kind",
     "Observed",

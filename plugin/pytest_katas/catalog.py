@@ -75,6 +75,9 @@ class Kata:
     timeout: float | None
     tasks: tuple[Task, ...]
     problem: str | None = None
+    # Where the test body runs while ``katas grade`` grades: "beside" the learner's code, in
+    # its process, or "apart" from it, calling it in a process of its own (see remote.py).
+    oracle: str = "beside"
 
     @property
     def root(self) -> Path:
@@ -136,6 +139,8 @@ class Kata:
 
 
 # -- values ---------------------------------------------------------------------------------
+
+ORACLES: Final = ("beside", "apart")
 
 
 def show_value(value: object) -> str:
@@ -293,6 +298,14 @@ def read_kata(directory: Path, text: str | None = None) -> Kata:
         if "timeout" in data:
             seconds = _amount(data, "timeout", manifest, "a number of seconds", "10", whole=False)
             kata = dataclasses.replace(kata, timeout=float(seconds))
+        if "oracle" in data:
+            oracle = data["oracle"]
+            if oracle not in ORACLES:
+                raise _Problem(
+                    f"{manifest}: oracle = {show_value(oracle)} is not one of "
+                    f'{", ".join(map(repr, ORACLES))}; set it to e.g. oracle = "apart"'
+                )
+            kata = dataclasses.replace(kata, oracle=oracle)
     except _Problem as exc:
         return dataclasses.replace(kata, problem=str(exc))
     except (OSError, UnicodeDecodeError) as exc:

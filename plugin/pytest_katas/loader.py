@@ -101,6 +101,11 @@ class KataTarget:
         __tracebackhide__ = True
         if attribute.startswith("__"):
             raise AttributeError(attribute)
+        from pytest_katas import remote  # it builds on this module
+
+        learner = remote.active()
+        if learner is not None:  # the test body runs apart: learner code runs over there
+            return learner.attribute(attribute)
         module = self.load()
         try:
             value = getattr(module, attribute)

@@ -340,6 +340,7 @@ def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> bool | None:
         rundir=RunDir.create(),
         replay=_replay_command(pyfuncitem),
         tracing=settings.of(pyfuncitem.config).trace,
+        test_name=pyfuncitem.name,
     )
     outcome = supervise.supervise(pyfuncitem, spec, _limits(pyfuncitem, target))
     pyfuncitem.stash[_OUTCOME] = outcome

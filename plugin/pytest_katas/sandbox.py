@@ -5,20 +5,22 @@ from __future__ import annotations
 import importlib.util
 import multiprocessing
 import os
-import secrets
 import sys
 import time
 import traceback
 import types
-from typing import Final, NoReturn
+from typing import TYPE_CHECKING, Final, NoReturn
 
 import pytest
 
-from pytest_katas import boot, findings, integrity, leaks, stress
+from pytest_katas import boot, findings, integrity, leaks, remote, stress
 from pytest_katas.channel import RunDir, RunState
 from pytest_katas.loader import KataTarget, TargetImportError, describe_not_implemented
 from pytest_katas.messages import _
 from pytest_katas.verdict import KataFailure, Kind, Outcome
+
+if TYPE_CHECKING:
+    from pytest_katas.box import TestGroup
 
 __all__ = ["INSIDE", "SandboxSpec", "run_sandbox"]
 
@@ -35,17 +37,24 @@ class SandboxSpec:
         rundir: RunDir,
         replay: list[str],
         tracing: bool = True,
+        test_name: str = "",
     ) -> None:
         self.target = target
         self.start_method = start_method
         self.rundir = rundir
         self.tracing = tracing
+        self.test_name = test_name
         self.modules = {target.kata.module_name: str(target.path)}
         self.env = rundir.environment(self.modules)
         self.replay = replay
-        # Proves that the result came from this sandbox's own code: learner code that writes
-        # a result file of its own does not know it (and a snapshot catches the curious).
-        self.nonce = secrets.token_hex(16)
+        # The test body runs apart from learner code, which runs in a process of its own.
+        self.apart = remote.wanted(target.kata.oracle)
+        # Proves that the result came from this sandbox's own code. The supervisor makes it
+        # after the fork and sends it down a pipe that the sandbox reads only when it writes
+        # the result, so it is in no memory that learner code can read when the test body
+        # runs apart (and a learner file that writes a result of its own does not know it).
+        self.nonce: str | None = None
+        self.nonce_fd: int | None = None
 
     @property
     def files(self) -> tuple[str, ...]:
@@ -81,13 +90,18 @@ def _prepare(spec: SandboxSpec) -> None:
     # warn in every child that it was imported before it ran.
     multiprocessing.set_forkserver_preload(["pytest_katas.boot"])
     boot.install()
-    boot.register("test process", role="test")
+    if not spec.apart:  # else the learner process is the test's process for the trace
+        boot.register("test process", role="test")
 
 
 def _classify(item: pytest.Function, spec: SandboxSpec, exc: BaseException) -> Outcome:
     target = spec.target
     if isinstance(exc, TargetImportError):
         return Outcome("failed", Kind.BROKEN, str(exc))
+    if isinstance(exc, remote.LearnerTodo):
+        return Outcome("failed", Kind.TODO, str(exc))
+    if isinstance(exc, remote.LearnerGone):
+        return Outcome("failed", Kind.CRASH, str(exc), _short_traceback(exc, spec, item, False))
     if isinstance(exc, NotImplementedError):
         text = describe_not_implemented(target.kata, target.path, exc.__traceback__, item.name)
         if text is not None:
@@ -109,19 +123,30 @@ def _classify(item: pytest.Function, spec: SandboxSpec, exc: BaseException) -> O
     where = boot.learner_site(_tb_frames(exc))
     at = _(" at {where}").format(where=target.kata.relpath(where)) if where else ""
     raised = _("{exception} was raised{at}: {message}")
-    message = raised.format(exception=type(exc).__name__, at=at, message=exc)
+    message = raised.format(exception=_type_name(exc), at=at, message=exc)
     return Outcome("failed", Kind.CRASH, message, details)
 
 
+def _type_name(exc: BaseException) -> str:
+    return exc.type_name if isinstance(exc, remote.LearnerError) else type(exc).__name__
+
+
 def _tb_frames(exc: BaseException) -> traceback.StackSummary:
-    return traceback.extract_tb(exc.__traceback__)
+    """Where ``exc`` was raised, innermost last: in the learner process too, when it was
+    raised there (below the test body's call into it)."""
+    frames = traceback.extract_tb(exc.__traceback__)
+    if isinstance(exc, remote.LearnerError):
+        frames = traceback.StackSummary.from_list([*frames, *exc.frames])
+    return frames
 
 
 _EXPLANATION_LINES: Final = 8
 _TRACEBACK_FRAMES: Final = 6
 
 
-def _short_traceback(exc: BaseException, spec: SandboxSpec, item: pytest.Function) -> str:
+def _short_traceback(
+    exc: BaseException, spec: SandboxSpec, item: pytest.Function, raised: bool = True
+) -> str:
     """Where it failed, in the test's and the learner's files only (>> marks the learner's),
     innermost last, a few frames deep."""
     mine = set(spec.files)
@@ -134,8 +159,8 @@ def _short_traceback(exc: BaseException, spec: SandboxSpec, item: pytest.Functio
         lines.append(f"  {mark} {relpath(frame.filename)}:{frame.lineno} in {frame.name}")
         if frame.line:
             lines.append(f"  {mark}     {frame.line.strip()}")
-    if not isinstance(exc, AssertionError):
-        lines.append(f"  {type(exc).__name__}: {exc}".rstrip())
+    if raised and not isinstance(exc, AssertionError):
+        lines.append(f"  {_type_name(exc)}: {exc}".rstrip())
     return _("Where (innermost last):") + "\n" + "\n".join(lines) if frames else ""
 
 
@@ -190,7 +215,22 @@ def _tampered(changes: list[str]) -> Outcome:
     )
 
 
-def run_sandbox(item: pytest.Function, spec: SandboxSpec, out_fd: int, err_fd: int) -> NoReturn:
+def _read_nonce(spec: SandboxSpec) -> str:
+    if spec.nonce_fd is None:
+        return ""
+    data = b""
+    while chunk := os.read(spec.nonce_fd, 64):
+        data += chunk
+    return data.decode("ascii", "replace")
+
+
+def run_sandbox(
+    item: pytest.Function,
+    spec: SandboxSpec,
+    out_fd: int,
+    err_fd: int,
+    group: TestGroup | None = None,
+) -> NoReturn:
     """The sandbox's whole life: run the test, check for leaks, report, exit."""
     global INSIDE
     INSIDE = True
@@ -199,6 +239,7 @@ def run_sandbox(item: pytest.Function, spec: SandboxSpec, out_fd: int, err_fd: i
         _use_stdio(out_fd, err_fd)
         _prepare(spec)
         baseline = leaks.Baseline.take()
+        learner = remote.LearnerProcess(spec, group) if spec.apart else None
         snapshot = integrity.Snapshot.take(_watched_modules(item, spec), spec.tracing)
         outcome = _run_test(item, spec)
         spec.rundir.mark_body_done()
@@ -215,10 +256,13 @@ def run_sandbox(item: pytest.Function, spec: SandboxSpec, out_fd: int, err_fd: i
             if finding is not None:
                 findings.apply(outcome, finding)
         if outcome.status != "skipped":
-            found = leaks.find_leaks(baseline, set(), spec.rundir, spec.target.kata.relpath)
+            if learner is not None:  # what learner code left is in the learner process
+                found = learner.finish()
+            else:
+                found = leaks.find_leaks(baseline, set(), spec.rundir, spec.target.kata.relpath)
             if found:
                 _add_leaks(outcome, found)
-        spec.rundir.write_result({**outcome.to_json(), "nonce": spec.nonce})
+        spec.rundir.write_result({**outcome.to_json(), "nonce": _read_nonce(spec)})
     except BaseException:  # noqa: BLE001 - the supervisor reports a sandbox that died silently
         traceback.print_exc()
         code = os.EX_SOFTWARE

@@ -240,9 +240,18 @@ def unwatch_instructions(tool: int | None, codes: list[types.CodeType]) -> None:
     monitoring.free_tool_id(tool)
 
 
+_noise: tuple[int, int] | None = None
+
+
+def current_noise() -> tuple[int, int] | None:
+    """The (seed, run) of the stress run under noise in this process, if one is on."""
+    return _noise
+
+
 @contextlib.contextmanager
 def noise(seed: int, run: int) -> Iterator[None]:
     """Turn every kind of noise on for one stress run, in this process and new children."""
+    global _noise
     rundir = RunDir.current()
     before = rundir.read_state() if rundir is not None else RunState()
     if rundir is not None:
@@ -250,9 +259,11 @@ def noise(seed: int, run: int) -> Iterator[None]:
     jitter.start(seed, run, "test process")
     threads = _ThreadNoise(seed, run)
     threads.start()
+    _noise = (seed, run)
     try:
         yield
     finally:
+        _noise = None
         threads.stop()
         jitter.stop()
         if rundir is not None:

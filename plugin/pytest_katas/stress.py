@@ -17,6 +17,7 @@ from pytest_katas import (
     control,
     coordinate,
     explore,
+    remote,
     schedule,
     stores,
     tables,
@@ -291,7 +292,7 @@ class Stress:
                 trace.next_generation()
                 outcome: Any = None
                 with (
-                    coordinate.serving(plan) as coordinator,
+                    coordinate.serving(plan, _learner_pid()) as coordinator,
                     control.controlled(plan) as sched,
                     stores.watching(),
                 ):
@@ -382,6 +383,12 @@ class _Run:
             labels = ["test"] + [f"process {t.index}" for t in coordinator.tasks[1:]]
             return cls(coordinator.log, labels, "process", lost, coordinator.deadlock)
         return cls(sched.log, _labels(sched), "thread", lost, sched.deadlock)
+
+
+def _learner_pid() -> int | None:
+    """The learner process, when the test body runs apart from learner code."""
+    learner = remote.active()
+    return learner.pid if learner is not None else None
 
 
 def _stop_children() -> None:

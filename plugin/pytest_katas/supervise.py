@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import os
+import secrets
 import select
 import shlex
 import sys
@@ -185,6 +186,7 @@ def _fork_sandbox(
 ) -> tuple[int, int, int]:
     out_r, out_w = os.pipe()
     err_r, err_w = os.pipe()
+    nonce_r, nonce_w = os.pipe()
     for stream in (sys.stdout, sys.stderr):
         with contextlib.suppress(OSError, ValueError):
             stream.flush()
@@ -192,15 +194,23 @@ def _fork_sandbox(
         warnings.simplefilter("ignore", DeprecationWarning)  # "multi-threaded, use of fork()"
         pid = os.fork()
     if pid == 0:  # pragma: no cover - the sandbox; its coverage is its behaviour
-        os.close(out_r)
-        os.close(err_r)
+        for fd in (out_r, err_r, nonce_w):
+            os.close(fd)
+        spec.nonce_fd = nonce_r
         if _watchdog is not None:
             _watchdog.forget()
         os.setpgid(0, 0)
+        if spec.apart:  # the learner process joins the group and drops to the learner
+            sandbox.run_sandbox(item, spec, out_w, err_w, group)
         _enter_learner_side(spec, group)
         sandbox.run_sandbox(item, spec, out_w, err_w)
-    os.close(out_w)
-    os.close(err_w)
+    for fd in (out_w, err_w, nonce_r):
+        os.close(fd)
+    # Made after the fork: the sandbox, and any process forked from it, never holds it in
+    # memory; the sandbox reads it from the pipe only when it writes the result.
+    spec.nonce = secrets.token_hex(16)
+    os.write(nonce_w, spec.nonce.encode("ascii"))
+    os.close(nonce_w)
     with contextlib.suppress(OSError):
         os.setpgid(pid, pid)
     return pid, out_r, err_r

@@ -1,0 +1,522 @@
+"""The learner's own process, for a kata whose test body (the oracle) runs apart from the
+learner's code (``oracle = "apart"`` in its kata.toml, while ``katas grade`` grades).
+
+The test process forks the *learner process* before the test body starts. That process
+joins the test's cgroup, drops to the learner's user, imports the learner's module when the
+test first touches it, and from then on calls the learner's functions for the test body,
+one request at a time. The test body itself, the trace's audit and the verdict stay in the
+test process, which keeps root: learner code can neither signal it, trace it, read its
+memory nor write its result.
+
+What crosses back is plain data, and only that: a reply is unpickled with no class but the
+builtin containers and the standard library's (``collections.Counter``, ``OrderedDict``,
+``defaultdict``, ``deque``), so an ``int`` subclass that equals anything cannot come back,
+and nothing the learner sends can run code here. An object the test body passed in comes
+back as that very object (a copy in the learner's process stands for it); any other object
+comes back as a :class:`Foreign` stand-in that equals nothing but itself. A reply that is
+missing, late or garbled is a failure, never a pass.
+
+What the test body's stress harness sets around a call in its own process (the trace's
+generation, schedule noise, the start method, the process coordinator's first task) is
+handed over with each request and set the same way in the learner process.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import dataclasses
+import io
+import multiprocessing
+import os
+import pickle
+import socket
+import sys
+import time
+import traceback
+from collections.abc import Iterator
+from multiprocessing.connection import Connection
+from typing import TYPE_CHECKING, Any, Final, NoReturn, final
+
+from pytest_katas import (
+    boot,
+    control,
+    coordinate,
+    integrity,
+    leaks,
+    privilege,
+    procs,
+    schedule,
+    trace,
+)
+from pytest_katas.loader import TargetImportError, describe_not_implemented
+from pytest_katas.messages import _
+from pytest_katas.verdict import KataFailure, Kind
+
+if TYPE_CHECKING:
+    from pytest_katas.box import TestGroup
+    from pytest_katas.sandbox import SandboxSpec
+
+__all__ = ["ENV_APART", "Foreign", "LearnerError", "LearnerProcess", "active", "wanted"]
+
+# Forces the oracle apart without a learner user (the plugin's own tests use it).
+ENV_APART: Final = "PYTEST_KATA_ORACLE_APART"
+MAX_REPLY: Final = 256 << 20
+_REPR: Final = 200
+
+
+def wanted(oracle: str) -> bool:
+    """Whether a kata whose kata.toml says ``oracle`` runs its test body apart: only while
+    grading (learner code then runs as another user), or when the plugin's tests ask."""
+    if oracle != "apart":
+        return False
+    return privilege.learner() is not None or os.environ.get(ENV_APART) == "1"
+
+
+# -- what crosses ------------------------------------------------------------------------
+
+
+@final
+@dataclasses.dataclass(frozen=True)
+class CallContext:
+    """What the test process had set around a call, to be set alike in the learner's."""
+
+    start_method: str
+    tracing: bool
+    generation: int
+    noise: tuple[int, int] | None
+    coordinated: bool
+
+    @classmethod
+    def here(cls) -> CallContext:
+        return cls(
+            start_method=multiprocessing.get_start_method(),
+            tracing=trace.tracing(),
+            generation=trace.generation,
+            noise=schedule.current_noise(),
+            coordinated=coordinate.serving_learner(),
+        )
+
+
+@final
+@dataclasses.dataclass(frozen=True)
+class Request:
+    op: str  # "attr", "call" or "finish"
+    name: str = ""
+    args: tuple[Any, ...] = ()
+    kwargs: dict[str, Any] = dataclasses.field(default_factory=dict)
+    context: CallContext | None = None
+    passed: list[Any] = dataclasses.field(default_factory=list)  # the args' own objects
+
+
+class Foreign:
+    """An object of the learner's that is not plain data: it equals only itself."""
+
+    def __init__(self, kind: str, shown: str) -> None:
+        self.kind = kind
+        self.shown = shown
+
+    def __repr__(self) -> str:
+        return self.shown
+
+
+class LearnerError(Exception):
+    """An exception raised by learner code in the learner process, seen from the test's."""
+
+    def __init__(self, type_name: str, message: str, frames: list[traceback.FrameSummary]):
+        super().__init__(message)
+        self.type_name = type_name
+        self.frames = frames
+
+
+class _LearnerAssertion(LearnerError, AssertionError):
+    pass
+
+
+class _LearnerMemoryError(LearnerError, MemoryError):
+    pass
+
+
+class LearnerGone(Exception):
+    """The learner process ended, or said something that is not a reply."""
+
+
+_PLAIN_TYPES: Final = frozenset(
+    {type(None), bool, int, float, complex, str, bytes, bytearray, list, tuple, dict, set}
+    | {frozenset, range, slice, type(Ellipsis)}
+)
+_ALLOWED_GLOBALS: Final = {
+    ("builtins", name)
+    for name in (
+        "bool int float complex str bytes bytearray list tuple dict set frozenset range slice"
+    ).split()
+} | {("collections", name) for name in ("Counter", "OrderedDict", "defaultdict", "deque")}
+_ALLOWED_CLASSES: Final = frozenset(
+    {bool, int, float, complex, str, bytes, bytearray, list, tuple, dict, set, frozenset}
+    | {range, slice, collections.Counter, collections.OrderedDict, collections.defaultdict}
+    | {collections.deque}
+)
+
+
+class _Plain(pickle.Pickler):
+    """The learner process's side: the args' own objects by number, builtin data as it is,
+    anything else as a stand-in."""
+
+    def __init__(self, file: io.BytesIO, passed: dict[int, int]) -> None:
+        super().__init__(file, protocol=pickle.HIGHEST_PROTOCOL)
+        self.passed = passed
+
+    def persistent_id(self, obj: Any) -> Any:
+        number = self.passed.get(id(obj))
+        if number is not None:
+            return ("passed", number)
+        kind = type(obj)
+        if kind in _PLAIN_TYPES or kind in _ALLOWED_CLASSES:
+            return None
+        if isinstance(obj, type) and obj in _ALLOWED_CLASSES:
+            return None  # a defaultdict's factory
+        try:
+            shown = repr(obj)
+        except Exception:  # noqa: BLE001 - a learner's __repr__ may raise
+            shown = f"<{kind.__qualname__} object>"
+        if len(shown) > _REPR:
+            shown = shown[: _REPR - 3] + "..."
+        return ("foreign", kind.__qualname__, shown)
+
+    def reducer_override(self, obj: Any) -> Any:
+        """A defaultdict whose factory is the learner's own (a lambda) comes back as a
+        defaultdict with none: the items are what a test compares."""
+        if type(obj) is collections.defaultdict and obj.default_factory not in _ALLOWED_CLASSES:
+            return collections.defaultdict, (None,), None, None, iter(obj.items())
+        return NotImplemented
+
+
+class _Strict(pickle.Unpickler):
+    """The test process's side: only builtin data and the standard library's containers."""
+
+    def __init__(self, data: bytes, passed: list[Any]) -> None:
+        super().__init__(io.BytesIO(data))
+        self.passed = passed
+
+    def find_class(self, module: str, name: str) -> Any:
+        if (module, name) in _ALLOWED_GLOBALS:
+            return super().find_class(module, name)
+        raise pickle.UnpicklingError(f"{module}.{name} is not plain data")
+
+    def persistent_load(self, pid: Any) -> Any:
+        if type(pid) is tuple and len(pid) == 2 and pid[0] == "passed" and type(pid[1]) is int:
+            if 0 <= pid[1] < len(self.passed):
+                return self.passed[pid[1]]
+        if type(pid) is tuple and len(pid) == 3 and pid[0] == "foreign":
+            kind, shown = pid[1], pid[2]
+            if type(kind) is str and type(shown) is str:
+                return Foreign(kind[:100], shown[:_REPR])
+        raise pickle.UnpicklingError("not a reference this process made")
+
+
+def _passed_objects(value: Any, found: list[Any], seen: set[int], depth: int = 0) -> None:
+    """The objects of ``value`` that are not plain data (a function, an ``object()``)."""
+    if id(value) in seen or depth > 50:
+        return
+    seen.add(id(value))
+    kind = type(value)
+    if kind in (list, tuple, set, frozenset):
+        for item in value:
+            _passed_objects(item, found, seen, depth + 1)
+    elif kind is dict:
+        for key, item in value.items():
+            _passed_objects(key, found, seen, depth + 1)
+            _passed_objects(item, found, seen, depth + 1)
+    elif kind not in _PLAIN_TYPES:
+        found.append(value)
+
+
+# -- the test process's side -------------------------------------------------------------
+
+_current: LearnerProcess | None = None
+
+
+def active() -> LearnerProcess | None:
+    """The learner process of the test running here, if its oracle runs apart."""
+    learner = _current
+    return learner if learner is not None and learner.owner == os.getpid() else None
+
+
+@final
+class LearnerProcess:
+    """The test process's handle on the learner process (see the module's docstring)."""
+
+    def __init__(self, spec: SandboxSpec, group: TestGroup | None) -> None:
+        global _current
+        ours, theirs = socket.socketpair()
+        self.owner = os.getpid()
+        self.pid = os.fork()
+        if self.pid == 0:  # pragma: no cover - the learner process; its coverage is its behaviour
+            ours.close()
+            _serve(Connection(theirs.detach()), spec, group)
+        theirs.close()
+        self.conn = Connection(ours.detach())
+        self.gone: str | None = None
+        _current = self
+
+    # -- requests ----------------------------------------------------------------------
+
+    def _ask(self, request: Request) -> tuple[Any, ...]:
+        __tracebackhide__ = True
+        if self.gone is not None:
+            raise LearnerGone(self.gone)
+        try:
+            self.conn.send_bytes(pickle.dumps(request, protocol=pickle.HIGHEST_PROTOCOL))
+            with control.away():
+                data = self.conn.recv_bytes(MAX_REPLY)
+        except (EOFError, OSError):
+            self.gone = _("the process that runs your code ended ({how}) while {what}").format(
+                how=procs.describe_exit(self._exit_status()), what=_describe(request)
+            )
+            raise LearnerGone(self.gone) from None
+        try:
+            reply = _Strict(data, request.passed).load()
+        except Exception as exc:  # noqa: BLE001 - anything garbled is the learner's doing
+            self.gone = _("the process that runs your code answered {what} with {why}").format(
+                what=_describe(request), why=f"data that is not plain ({exc})"
+            )
+            raise LearnerGone(self.gone) from None
+        if type(reply) is not tuple or not reply or type(reply[0]) is not str:
+            self.gone = _("the process that runs your code answered {what} with {why}").format(
+                what=_describe(request), why="something that is not a reply"
+            )
+            raise LearnerGone(self.gone)
+        return reply
+
+    def _exit_status(self, wait: float = 1.0) -> int | None:
+        """How the learner process ended (a negative signal number, or its exit code), if
+        it ends within ``wait`` seconds."""
+        deadline = time.monotonic() + wait
+        while True:
+            try:
+                pid, status = os.waitpid(self.pid, os.WNOHANG)
+            except ChildProcessError:
+                return None
+            if pid:
+                return os.waitstatus_to_exitcode(status)
+            if time.monotonic() >= deadline:
+                return None
+            time.sleep(0.01)
+
+    def attribute(self, name: str) -> Any:
+        __tracebackhide__ = True
+        reply = self._ask(Request("attr", name))
+        if reply == ("function",):
+            return RemoteFunction(self, name)
+        return self._result(reply, name)
+
+    def call(self, name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        __tracebackhide__ = True
+        passed: list[Any] = []
+        _passed_objects((args, kwargs), passed, set())
+        request = Request("call", name, args, kwargs, CallContext.here(), passed)
+        return self._result(self._ask(request), name)
+
+    def _result(self, reply: tuple[Any, ...], name: str) -> Any:
+        __tracebackhide__ = True
+        kind, rest = reply[0], reply[1:]
+        if kind == "ok" and len(rest) == 1:
+            problem = integrity.plain_data_problem(rest[0])
+            if problem is not None:  # pragma: no cover - the unpickler lets none through
+                raise KataFailure(Kind.WRONG, f"{name}() returned {problem}")
+            return rest[0]
+        raise _exception(kind, rest, name)
+
+    def finish(self) -> list[leaks.Leak]:
+        """The test body has returned: what the learner's code left behind, as seen in its
+        own process (then the learner process waits to be ended with the test)."""
+        try:
+            reply = self._ask(Request("finish"))
+        except LearnerGone:
+            return []
+        found = []
+        if reply[0] == "leaks" and len(reply) == 2 and type(reply[1]) is list:
+            for entry in reply[1]:
+                if type(entry) is tuple and len(entry) == 2:
+                    what, text = entry
+                    if type(what) is str and type(text) is str:
+                        found.append(leaks.Leak(what, text))
+        return found
+
+
+def _describe(request: Request) -> str:
+    if request.op == "call":
+        return _("{name}() ran").format(name=request.name)
+    if request.op == "attr":
+        return _("the test looked up {name}").format(name=request.name)
+    return _("the test ended")
+
+
+def _exception(kind: str, rest: tuple[Any, ...], name: str) -> BaseException:
+    """The exception the test body sees for a reply that is not a result."""
+    texts = all(type(part) is str for part in rest)
+    if kind == "failure" and len(rest) == 4 and type(rest[0]) is str and type(rest[1]) is str:
+        with contextlib.suppress(ValueError):
+            failure = KataFailure(Kind(rest[0]), rest[1])
+            failure.seed = rest[2] if type(rest[2]) is int else None
+            failure.traced = rest[3] is True
+            return failure
+    if kind == "broken" and len(rest) == 1 and texts:
+        return TargetImportError(rest[0])
+    if kind == "todo" and len(rest) == 1 and texts:
+        return LearnerTodo(rest[0])
+    if kind == "missing" and len(rest) == 1 and texts:
+        return AttributeError(rest[0])
+    if kind == "deadlocked" and not rest:
+        return control.Deadlocked()
+    if kind == "raised" and len(rest) == 3 and type(rest[0]) is str and type(rest[1]) is str:
+        frames = [
+            traceback.FrameSummary(f[0], f[1], f[2], line=f[3])
+            for f in (rest[2] if type(rest[2]) is list else [])
+            if type(f) is tuple and len(f) == 4 and type(f[1]) is int
+            if all(type(part) is str for part in (f[0], f[2], f[3]))
+        ]
+        cls = {"AssertionError": _LearnerAssertion, "MemoryError": _LearnerMemoryError}
+        return cls.get(rest[0], LearnerError)(rest[0], rest[1], frames)
+    return LearnerGone(
+        _("the process that runs your code answered {what} with {why}").format(
+            what=_("{name}() ran").format(name=name), why="something that is not a reply"
+        )
+    )
+
+
+class LearnerTodo(Exception):
+    """The learner's function is still the stub: the text says which and where to read."""
+
+
+@final
+class RemoteFunction:
+    """A learner function, called in the learner process."""
+
+    def __init__(self, learner: LearnerProcess, name: str) -> None:
+        self._learner = learner
+        self.__name__ = self.__qualname__ = name
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        __tracebackhide__ = True
+        return self._learner.call(self.__name__, args, kwargs)
+
+    def __repr__(self) -> str:
+        return f"<function {self.__name__} in the learner's process>"
+
+
+# -- the learner process's side ----------------------------------------------------------
+
+
+def _serve(conn: Connection, spec: SandboxSpec, group: TestGroup | None) -> NoReturn:
+    """The learner process's whole life: become the learner, then answer until told to end."""
+    global _current
+    _current = None
+    code = 0
+    try:
+        if spec.nonce_fd is not None:
+            os.close(spec.nonce_fd)  # the test process's proof: never the learner's
+            spec.nonce_fd = None
+        who = privilege.learner()
+        if group is not None:
+            group.add(os.getpid())
+        if who is not None:
+            privilege.become(who, spec.rundir)
+        boot.register("test process", role="test")
+        baseline = leaks.Baseline.take()
+        own = {conn.fileno()}
+        while True:
+            try:
+                data = conn.recv_bytes()
+            except EOFError:
+                break
+            try:
+                request = pickle.loads(data)  # noqa: S301 - from the test process
+            except Exception as exc:  # noqa: BLE001 - an argument that does not arrive whole
+                conn.send_bytes(_dump(_raised(exc), {}))
+                continue
+            if request.op == "finish":
+                trace.flush()
+                found = leaks.find_leaks(baseline, own, spec.rundir, spec.target.kata.relpath)
+                conn.send_bytes(_dump(("leaks", [(x.what, x.description) for x in found]), {}))
+                with contextlib.suppress(EOFError, OSError):
+                    conn.recv_bytes()  # nothing more comes: wait to be ended with the test
+                break
+            reply, passed = _answer(request, spec)
+            trace.flush()
+            try:
+                data = _dump(reply, passed)
+            except Exception as exc:  # noqa: BLE001 - a result that cannot be sent
+                data = _dump(_raised(exc), {})
+            conn.send_bytes(data)
+    except BaseException:  # noqa: BLE001 - the test process reports a learner process that died
+        traceback.print_exc()
+        code = os.EX_SOFTWARE
+    finally:
+        for stream in (sys.stdout, sys.stderr):
+            with contextlib.suppress(OSError, ValueError):
+                stream.flush()
+    os._exit(code)
+
+
+def _dump(reply: tuple[Any, ...], passed: dict[int, int]) -> bytes:
+    out = io.BytesIO()
+    _Plain(out, passed).dump(reply)
+    return out.getvalue()
+
+
+def _answer(request: Request, spec: SandboxSpec) -> tuple[tuple[Any, ...], dict[int, int]]:
+    passed = {id(obj): number for number, obj in enumerate(request.passed)}
+    try:
+        if request.op == "attr":
+            value = getattr(spec.target, request.name)
+            return (("function",) if callable(value) else ("ok", value)), {}
+        function = getattr(spec.target, request.name)
+        assert request.context is not None
+        with _context(request.context):
+            return ("ok", function(*request.args, **request.kwargs)), passed
+    except control.Deadlocked:
+        from pytest_katas import stress
+
+        stress._stop_children()
+        return ("deadlocked",), {}
+    except KataFailure as exc:
+        return ("failure", exc.kind.value, str(exc), exc.seed, exc.traced), {}
+    except TargetImportError as exc:
+        return ("broken", str(exc)), {}
+    except AttributeError as exc:
+        if request.op == "attr":
+            return ("missing", str(exc)), {}
+        return _raised(exc), {}
+    except NotImplementedError as exc:
+        kata, path = spec.target.kata, spec.target.path
+        text = describe_not_implemented(kata, path, exc.__traceback__, spec.test_name)
+        return (("todo", text) if text is not None else _raised(exc)), {}
+    except BaseException as exc:  # noqa: BLE001 - every exception of learner code is reported
+        return _raised(exc), {}
+
+
+def _raised(exc: BaseException) -> tuple[Any, ...]:
+    frames = [
+        (f.filename, f.lineno or 0, f.name, f.line or "")
+        for f in traceback.extract_tb(exc.__traceback__)
+    ]
+    try:
+        message = str(exc)
+    except Exception:  # noqa: BLE001 - a learner's __str__ may raise
+        message = ""
+    return ("raised", type(exc).__name__, message[:2000], frames[-20:])
+
+
+@contextlib.contextmanager
+def _context(context: CallContext) -> Iterator[None]:
+    """Set what the test process had set around the call (see :class:`CallContext`)."""
+    multiprocessing.set_start_method(context.start_method, force=True)
+    trace.set_tracing(context.tracing)
+    trace.generation = context.generation
+    with contextlib.ExitStack() as stack:
+        if context.noise is not None:
+            stack.enter_context(schedule.noise(*context.noise))
+        if context.coordinated:
+            stack.enter_context(coordinate.taking_part())
+        yield
