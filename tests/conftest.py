@@ -18,6 +18,7 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 KATAS = ROOT / "katas"
 MUTANTS = Path(__file__).resolve().parent / "mutants"
+ATTACKS = Path(__file__).resolve().parent / "attacks"
 VARIANTS = Path(__file__).resolve().parent / "variants"
 RUN_TIMEOUT = 600
 # Submissions, not tests of ours: an attack's conftest.py must never be loaded here.
@@ -71,8 +72,17 @@ def _cases(junit: Path) -> dict[str, Case]:
     return cases
 
 
-def run_kata(kata: str, target: str, tmp_path: Path, *args: str, method: str | None = None) -> Run:
-    """``pytest katas/<kata> --kata-target=<target>`` in a fresh process, never hanging."""
+def run_kata(
+    kata: str,
+    target: str,
+    tmp_path: Path,
+    *args: str,
+    method: str | None = None,
+    apart: bool = False,
+) -> Run:
+    """``pytest katas/<kata> --kata-target=<target>`` in a fresh process, never hanging;
+    ``apart``: with the test bodies of pipe, manager and pool apart from learner code, as
+    ``katas grade`` runs them."""
     junit = tmp_path / f"junit-{kata}.xml"
     command = [
         sys.executable,
@@ -91,6 +101,8 @@ def run_kata(kata: str, target: str, tmp_path: Path, *args: str, method: str | N
     if method:
         command.append(f"--kata-start-method={method}")
     env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST_")}
+    if apart:
+        env["PYTEST_KATA_ORACLE_APART"] = "1"
     returncode, output = run_command(
         command, env, what=f"pytest katas/{kata} --kata-target={target}"
     )

@@ -54,14 +54,15 @@ class Gate:
             raise threading.BrokenBarrierError  # more parties than the gate was made for
         deadline = time.monotonic() + self.timeout
         last = self._path(str(self.parties - 1))
-        while not os.path.exists(last):
-            if os.path.exists(self._path(_BROKEN)):
+        while True:
+            if os.path.exists(self._path(_BROKEN)):  # once broken, broken for everyone
                 raise threading.BrokenBarrierError
+            if os.path.exists(last):
+                return number
             if time.monotonic() >= deadline:
                 self._take(_BROKEN)
                 raise threading.BrokenBarrierError
             time.sleep(_POLL)
-        return number
 
     def arrived(self) -> int:
         """How many parties have arrived so far."""

@@ -62,6 +62,7 @@ __all__ = ["ENV_APART", "Foreign", "LearnerError", "LearnerProcess", "active", "
 # Forces the oracle apart without a learner user (the plugin's own tests use it).
 ENV_APART: Final = "PYTEST_KATA_ORACLE_APART"
 MAX_REPLY: Final = 256 << 20
+_FINISH: Final = b"finish"  # the test has ended: report what is left, then wait
 _REPR: Final = 200
 
 
@@ -101,7 +102,7 @@ class CallContext:
 @final
 @dataclasses.dataclass(frozen=True)
 class Request:
-    op: str  # "attr", "call" or "finish"
+    op: str  # "attr" or "call"
     name: str = ""
     args: tuple[Any, ...] = ()
     kwargs: dict[str, Any] = dataclasses.field(default_factory=dict)
@@ -261,12 +262,16 @@ class LearnerProcess:
 
     # -- requests ----------------------------------------------------------------------
 
-    def _ask(self, request: Request) -> tuple[Any, ...]:
+    def _ask(self, request: Request | None) -> tuple[Any, ...]:
+        """Send ``request`` (None: the test has ended) and read the reply."""
         __tracebackhide__ = True
         if self.gone is not None:
             raise LearnerGone(self.gone)
         try:
-            self.conn.send_bytes(pickle.dumps(request, protocol=pickle.HIGHEST_PROTOCOL))
+            if request is None:
+                self.conn.send_bytes(_FINISH)
+            else:
+                self.conn.send_bytes(pickle.dumps(request, protocol=pickle.HIGHEST_PROTOCOL))
             with control.away():
                 data = self.conn.recv_bytes(MAX_REPLY)
         except (EOFError, OSError):
@@ -275,7 +280,7 @@ class LearnerProcess:
             )
             raise LearnerGone(self.gone) from None
         try:
-            reply = _Strict(data, request.passed).load()
+            reply = _Strict(data, request.passed if request is not None else []).load()
         except Exception as exc:  # noqa: BLE001 - anything garbled is the learner's doing
             self.gone = _("the process that runs your code answered {what} with {why}").format(
                 what=_describe(request), why=f"data that is not plain ({exc})"
@@ -331,7 +336,7 @@ class LearnerProcess:
         """The test body has returned: what the learner's code left behind, as seen in its
         own process (then the learner process waits to be ended with the test)."""
         try:
-            reply = self._ask(Request("finish"))
+            reply = self._ask(None)
         except LearnerGone:
             return []
         found = []
@@ -344,12 +349,12 @@ class LearnerProcess:
         return found
 
 
-def _describe(request: Request) -> str:
+def _describe(request: Request | None) -> str:
+    if request is None:
+        return _("the test ended")
     if request.op == "call":
         return _("{name}() ran").format(name=request.name)
-    if request.op == "attr":
-        return _("the test looked up {name}").format(name=request.name)
-    return _("the test ended")
+    return _("the test looked up {name}").format(name=request.name)
 
 
 def _exception(kind: str, rest: tuple[Any, ...], name: str) -> BaseException:
@@ -430,25 +435,14 @@ def _serve(conn: Connection, spec: SandboxSpec, group: TestGroup | None) -> NoRe
                 data = conn.recv_bytes()
             except EOFError:
                 break
-            try:
-                request = pickle.loads(data)  # noqa: S301 - from the test process
-            except Exception as exc:  # noqa: BLE001 - an argument that does not arrive whole
-                conn.send_bytes(_dump(_raised(exc), {}))
-                continue
-            if request.op == "finish":
+            if data == _FINISH:
                 trace.flush()
                 found = leaks.find_leaks(baseline, own, spec.rundir, spec.target.kata.relpath)
                 conn.send_bytes(_dump(("leaks", [(x.what, x.description) for x in found]), {}))
                 with contextlib.suppress(EOFError, OSError):
                     conn.recv_bytes()  # nothing more comes: wait to be ended with the test
                 break
-            reply, passed = _answer(request, spec)
-            trace.flush()
-            try:
-                data = _dump(reply, passed)
-            except Exception as exc:  # noqa: BLE001 - a result that cannot be sent
-                data = _dump(_raised(exc), {})
-            conn.send_bytes(data)
+            conn.send_bytes(_reply(data, spec))
     except BaseException:  # noqa: BLE001 - the test process reports a learner process that died
         traceback.print_exc()
         code = os.EX_SOFTWARE
@@ -457,6 +451,22 @@ def _serve(conn: Connection, spec: SandboxSpec, group: TestGroup | None) -> NoRe
             with contextlib.suppress(OSError, ValueError):
                 stream.flush()
     os._exit(code)
+
+
+def _reply(data: bytes, spec: SandboxSpec) -> bytes:
+    """The answer to one request, pickled. Nothing of the call outlives this function (the
+    learner's result, the test's arguments): what is still alive at the end of the test
+    is what learner code kept."""
+    try:
+        request = pickle.loads(data)  # noqa: S301 - from the test process
+    except Exception as exc:  # noqa: BLE001 - an argument that does not arrive whole
+        return _dump(_raised(exc), {})
+    reply, passed = _answer(request, spec)
+    trace.flush()
+    try:
+        return _dump(reply, passed)
+    except Exception as exc:  # noqa: BLE001 - a result that cannot be sent
+        return _dump(_raised(exc), {})
 
 
 def _dump(reply: tuple[Any, ...], passed: dict[int, int]) -> bytes:

@@ -80,7 +80,11 @@ class _Watch:
         self.first_sample: dict[int, stacks.ProcessStack] = {}
         self.first_sample_at = 0.0
         self.members: list[int] = [pid]
-        self.deadlocks = waits.DeadlockWatch(spec.rundir, spec.files) if spec.tracing else None
+        # A test body that runs apart only waits for the learner process: it cannot wake it.
+        oracle = (pid,) if spec.apart else ()
+        self.deadlocks = (
+            waits.DeadlockWatch(spec.rundir, spec.files, oracle) if spec.tracing else None
+        )
         # The deadline in force: limits.timeout, stretched once when it passes on a busy machine.
         self.deadline = limits.timeout
         self.busy_load = 0.0

@@ -123,9 +123,12 @@ def _descriptors(pid: int) -> dict[str, list[int]]:
 class DeadlockWatch:
     """Called now and then by the supervisor; says when the test can no longer move."""
 
-    def __init__(self, rundir: RunDir, files: tuple[str, ...]) -> None:
+    def __init__(
+        self, rundir: RunDir, files: tuple[str, ...], passive: tuple[int, ...] = ()
+    ) -> None:
         self.rundir = rundir
         self.files = files
+        self.passive = frozenset(passive)  # processes that cannot wake anyone
         self.registry: dict[int, channel.ProcessInfo] = {}
         self.infra: dict[int, bool] = {}
         self.last: tuple[tuple[int, int, int], ...] | None = None
@@ -147,6 +150,9 @@ class DeadlockWatch:
             self.registry = self.rundir.read(channel.REGISTERED)
         waiters, passive = [], []
         for pid in members:
+            if pid in self.passive:
+                passive.append(pid)
+                continue
             info = self.registry.get(pid)
             if info is None:
                 if self._is_infra(pid):

@@ -1,0 +1,170 @@
+"""A test body that runs apart from learner code (remote.py): what crosses back from the
+learner process is plain data and nothing else, the kata tests judge the same code the
+same way, and a learner file that forges a verdict from the test's memory finds nothing."""
+
+from __future__ import annotations
+
+import collections
+import copy
+import multiprocessing
+import os
+import pickle
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import ATTACKS, MUTANTS, run_kata
+from pytest_katas import Gate, remote
+
+# -- what crosses back -----------------------------------------------------------------------
+
+
+def _round_trip(value: object, passed: list[object] | None = None) -> object:
+    """``value`` as the learner process sends it and the test process reads it."""
+    passed = passed or []
+    data = remote._dump(("ok", value), {id(obj): n for n, obj in enumerate(passed)})
+    return remote._Strict(data, passed).load()[1]
+
+
+def test_plain_data_comes_back_equal_and_of_the_same_types():
+    value = {
+        "numbers": [1, 2.5, -3, 10**30, complex(1, 2), True, None],
+        "texts": ("a", b"b", bytearray(b"c")),
+        "sets": ({1, 2}, frozenset({3})),
+        "counter": collections.Counter("abca"),
+        "ordered": collections.OrderedDict(a=1),
+        "default": collections.defaultdict(int, a=1),
+        "queue": collections.deque([1, 2], maxlen=5),
+    }
+    back = _round_trip(value)
+    assert back == value
+    assert {k: type(v) for k, v in back.items()} == {k: type(v) for k, v in value.items()}
+    assert back["default"].default_factory is int and back["queue"].maxlen == 5
+
+
+def test_the_tests_own_objects_come_back_as_themselves():
+    token, function = object(), len
+    back = _round_trip({token: [function]}, passed=[token, function])
+    ((key, [again]),) = back.items()
+    assert key is token and again is function
+
+
+def test_any_other_object_comes_back_as_a_stand_in_equal_only_to_itself():
+    class Sneaky(int):
+        def __eq__(self, other: object) -> bool:
+            return True
+
+        __hash__ = int.__hash__
+
+    back = _round_trip([Sneaky(3), object(), lambda: 1])
+    assert all(isinstance(item, remote.Foreign) for item in back)
+    assert back[0] != 3 and back[0] == back[0]
+    assert back[0].kind.endswith("Sneaky") and repr(back[0]) == "3"
+
+
+def test_a_defaultdict_of_the_learners_own_factory_comes_back_with_its_items():
+    back = _round_trip(collections.defaultdict(lambda: 0, a=2))
+    assert back == {"a": 2} and back.default_factory is None
+
+
+class _Payload:
+    def __reduce__(self) -> tuple[object, ...]:
+        return (os.system, ("echo pwned",))
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        pickle.dumps(_Payload()),
+        pickle.dumps(("ok", threading.Lock)),
+        pickle.dumps(("ok", Path("x"))),
+    ],
+    ids=["os.system", "a class", "a pathlib object"],
+)
+def test_a_reply_naming_any_other_class_is_refused(data):
+    with pytest.raises(pickle.UnpicklingError):
+        remote._Strict(data, []).load()
+
+
+def test_a_reference_the_test_never_made_is_refused():
+    data = remote._dump(("ok", object()), {})
+    forged = data.replace(b"foreign", b"passedX")
+    with pytest.raises(pickle.UnpicklingError):
+        remote._Strict(forged, []).load()
+
+
+def test_a_call_that_cannot_come_back_is_described_as_the_learners_exception():
+    exc = remote._exception(
+        "raised", ("ValueError", "bad", [("/x/pipe.py", 3, "relay", "x = 1")]), "relay"
+    )
+    assert isinstance(exc, remote.LearnerError) and exc.type_name == "ValueError"
+    assert exc.frames[0].lineno == 3
+    assert isinstance(remote._exception("failure", ("race", "lost", 7, True), "f"), Exception)
+    garbled = remote._exception("raised", (1, 2, 3), "relay")
+    assert isinstance(garbled, remote.LearnerGone)
+
+
+# -- the gate --------------------------------------------------------------------------------
+
+
+def _meet(gate: Gate, out: multiprocessing.SimpleQueue) -> None:
+    try:
+        out.put(gate.wait())
+    except threading.BrokenBarrierError:
+        out.put("broken")
+
+
+@pytest.mark.parametrize("method", ["fork", "spawn"])
+def test_a_gate_lets_its_parties_through_together_each_with_its_number(method):
+    context = multiprocessing.get_context(method)
+    gate = Gate(3, timeout=30)
+    out = context.SimpleQueue()
+    procs = [context.Process(target=_meet, args=(copy.copy(gate), out)) for _ in range(3)]
+    for proc in procs:
+        proc.start()
+    for proc in procs:
+        proc.join(60)
+    assert sorted(out.get() for _ in procs) == [0, 1, 2]
+    assert gate.arrived() == 3
+
+
+def test_a_gate_nobody_else_comes_to_breaks_for_everyone():
+    gate = Gate(2, timeout=0.2)
+    started = time.monotonic()
+    with pytest.raises(threading.BrokenBarrierError):
+        gate.wait()
+    assert time.monotonic() - started >= 0.2
+    with pytest.raises(threading.BrokenBarrierError):  # too late: it is broken
+        copy.copy(gate).wait()
+
+
+# -- kata tests with their bodies apart --------------------------------------------------------
+
+
+@pytest.mark.parametrize("method", ["fork", "spawn"])
+def test_the_pipe_solution_passes_with_its_test_bodies_apart(method, tmp_path):
+    run = run_kata("pipe", "solutions", tmp_path, method=method, apart=True)
+    assert run.returncode == 0 and run.cases and not run.failed(), run.explain()
+
+
+def test_a_stub_is_still_not_implemented_with_its_test_bodies_apart(tmp_path):
+    run = run_kata("manager", "katas", tmp_path, apart=True)
+    assert run.cases and {c.kind for c in run.cases.values()} == {"todo"}, run.explain()
+    assert "count_down is not implemented yet" in run.output, run.explain()
+
+
+def test_a_race_is_shown_in_the_learner_process_schedule_with_its_test_bodies_apart(tmp_path):
+    mutant = MUTANTS / "manager" / "no_lock.py"
+    run = run_kata("manager", str(mutant), tmp_path, "-k", "count_down_loses_no_update", apart=True)
+    (case,) = run.failed()
+    assert case.kind == "race", run.explain()
+    assert "of the dfs search" in case.text and "read  ['count'] -> 4" in case.text, case.text
+
+
+def test_a_learner_file_that_forges_the_result_from_the_tests_memory_scores_nothing(tmp_path):
+    attack = ATTACKS / "steal_proof" / "katas" / "pipe" / "pipe.py"
+    run = run_kata("pipe", str(attack), tmp_path, apart=True)
+    assert run.cases and not [c for c in run.cases.values() if c.status == "passed"]
+    assert {c.kind for c in run.failed()} == {"crash"}, run.explain()
