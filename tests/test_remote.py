@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ATTACKS, MUTANTS, run_kata
+from conftest import ATTACKS, MUTANTS, ROOT, run_kata
 from pytest_katas import Gate, remote
 
 # -- what crosses back -----------------------------------------------------------------------
@@ -168,3 +168,25 @@ def test_a_learner_file_that_forges_the_result_from_the_tests_memory_scores_noth
     run = run_kata("pipe", str(attack), tmp_path, apart=True)
     assert run.cases and not [c for c in run.cases.values() if c.status == "passed"]
     assert {c.kind for c in run.failed()} == {"crash"}, run.explain()
+
+
+_MARK_ORACLE = """
+import pathlib as _pathlib
+import sys as _sys
+
+_remote = _sys.modules.get("pytest_katas.remote")
+if _remote is not None and _remote.active() is not None:  # imported in the test's process
+    _pathlib.Path(__file__).with_name("imported-in-the-test-process").touch()
+"""
+
+
+def test_learner_code_is_never_imported_in_a_test_process_whose_body_runs_apart(tmp_path):
+    # The controlled scheduler and the noise look for learner code by importing its module:
+    # in a test process that keeps root, that would run learner code as root.
+    learner = tmp_path / "pipe.py"
+    solution = (ROOT / "solutions" / "pipe" / "pipe.py").read_text()
+    learner.write_text(solution + _MARK_ORACLE)
+    chosen = "contention or fan_out_delivers"
+    run = run_kata("pipe", str(learner), tmp_path, "-k", chosen, apart=True)
+    assert run.cases and not run.failed(), run.explain()
+    assert not (tmp_path / "imported-in-the-test-process").exists()

@@ -50,10 +50,23 @@ class _TargetFinder(importlib.abc.MetaPathFinder):
         return kata_spec(fullname, location)
 
 
+_no_learner_code_in: int | None = None  # the pid of a test process whose body runs apart
+
+
+def forbid_learner_code() -> None:
+    """In a test process whose body runs apart from learner code (it keeps root): from now
+    on no learner module can be imported in this process, by anyone (the noise and the
+    store hooks look for learner code by importing it; here they find none)."""
+    global _no_learner_code_in
+    _no_learner_code_in = os.getpid()
+
+
 class _KataLoader(importlib.machinery.SourceFileLoader):
     """Loads a learner module, then traces the attributes of its classes."""
 
     def exec_module(self, module: ModuleType) -> None:
+        if _no_learner_code_in == os.getpid():
+            raise ImportError(f"{self.name} runs in the learner process, never here")
         super().exec_module(module)
         from pytest_katas import hooks_objects
 

@@ -239,7 +239,10 @@ def run_sandbox(
         _use_stdio(out_fd, err_fd)
         _prepare(spec)
         baseline = leaks.Baseline.take()
-        learner = remote.LearnerProcess(spec, group) if spec.apart else None
+        learner = None
+        if spec.apart:
+            learner = remote.LearnerProcess(spec, group)
+            boot.forbid_learner_code()
         snapshot = integrity.Snapshot.take(_watched_modules(item, spec), spec.tracing)
         outcome = _run_test(item, spec)
         spec.rundir.mark_body_done()
