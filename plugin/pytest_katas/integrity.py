@@ -10,6 +10,7 @@ trace off; the README's grading section says what it cannot catch.
 from __future__ import annotations
 
 import builtins
+import collections
 import sys
 import types
 from collections.abc import Iterable
@@ -119,7 +120,7 @@ def _name(owner: Any) -> str:
     return str(getattr(owner, "__qualname__", None) or getattr(owner, "__name__", owner))
 
 
-_PLAIN: Final = (
+PLAIN: Final = (
     type(None),
     bool,
     int,
@@ -132,6 +133,13 @@ _PLAIN: Final = (
     dict,
     set,
     frozenset,
+)
+# The standard library's data types a result may use as they are.
+CONTAINERS: Final = (
+    collections.Counter,
+    collections.OrderedDict,
+    collections.defaultdict,
+    collections.deque,
 )
 _STDLIB_CONTAINERS: Final = ("collections",)
 
@@ -147,8 +155,8 @@ def plain_data_problem(value: Any, limit: int = 100_000) -> str | None:
         item = stack.pop()
         seen += 1
         kind = type(item)
-        if kind not in _PLAIN:
-            base = next((p for p in _PLAIN if isinstance(item, p)), None)
+        if kind not in PLAIN:
+            base = next((p for p in PLAIN if isinstance(item, p)), None)
             if base is not None and kind.__module__ not in _STDLIB_CONTAINERS:
                 return (
                     f"an instance of {kind.__qualname__} (a subclass of {base.__name__} defined in "

@@ -142,20 +142,10 @@ class LearnerGone(Exception):
     """The learner process ended, or said something that is not a reply."""
 
 
-_PLAIN_TYPES: Final = frozenset(
-    {type(None), bool, int, float, complex, str, bytes, bytearray, list, tuple, dict, set}
-    | {frozenset, range, slice, type(Ellipsis)}
-)
-_ALLOWED_GLOBALS: Final = {
-    ("builtins", name)
-    for name in (
-        "bool int float complex str bytes bytearray list tuple dict set frozenset range slice"
-    ).split()
-} | {("collections", name) for name in ("Counter", "OrderedDict", "defaultdict", "deque")}
-_ALLOWED_CLASSES: Final = frozenset(
-    {bool, int, float, complex, str, bytes, bytearray, list, tuple, dict, set, frozenset}
-    | {range, slice, collections.Counter, collections.OrderedDict, collections.defaultdict}
-    | {collections.deque}
+# What a reply may hold as it is: builtin data and the standard library's containers.
+_DATA: Final = frozenset({*integrity.PLAIN, *integrity.CONTAINERS, bytearray, range, slice})
+_DATA_NAMES: Final = frozenset(
+    (kind.__module__, kind.__qualname__) for kind in _DATA if kind is not type(None)
 )
 
 
@@ -172,10 +162,8 @@ class _Plain(pickle.Pickler):
         if number is not None:
             return ("passed", number)
         kind = type(obj)
-        if kind in _PLAIN_TYPES or kind in _ALLOWED_CLASSES:
+        if kind in _DATA or (isinstance(obj, type) and obj in _DATA):  # a defaultdict's factory
             return None
-        if isinstance(obj, type) and obj in _ALLOWED_CLASSES:
-            return None  # a defaultdict's factory
         try:
             shown = repr(obj)
         except Exception:  # noqa: BLE001 - a learner's __repr__ may raise
@@ -187,7 +175,7 @@ class _Plain(pickle.Pickler):
     def reducer_override(self, obj: Any) -> Any:
         """A defaultdict whose factory is the learner's own (a lambda) comes back as a
         defaultdict with none: the items are what a test compares."""
-        if type(obj) is collections.defaultdict and obj.default_factory not in _ALLOWED_CLASSES:
+        if type(obj) is collections.defaultdict and obj.default_factory not in _DATA:
             return collections.defaultdict, (None,), None, None, iter(obj.items())
         return NotImplemented
 
@@ -200,7 +188,7 @@ class _Strict(pickle.Unpickler):
         self.passed = passed
 
     def find_class(self, module: str, name: str) -> Any:
-        if (module, name) in _ALLOWED_GLOBALS:
+        if (module, name) in _DATA_NAMES:
             return super().find_class(module, name)
         raise pickle.UnpicklingError(f"{module}.{name} is not plain data")
 
@@ -228,7 +216,7 @@ def _passed_objects(value: Any, found: list[Any], seen: set[int], depth: int = 0
         for key, item in value.items():
             _passed_objects(key, found, seen, depth + 1)
             _passed_objects(item, found, seen, depth + 1)
-    elif kind not in _PLAIN_TYPES:
+    elif kind not in _DATA:
         found.append(value)
 
 
