@@ -7,7 +7,8 @@ Pages:
                  Content-Length header, so only the bytes read() tell the length
   /missing       404 (so is any unknown page)
   /boom          500
-  /stall         never answers (until the test ends)
+  /stall         says nothing for STALL_LIMIT seconds (longer on a busy machine), twice
+                 crawl's TIMEOUT; then, given up on, answers 200 "stalled"
   /meet/<n>/<i>  200 at once, then a dot every TRICKLE seconds (so no client times out)
                  until n /meet pages are being served at the same moment. Then the body ends.
                  If they are not all there within PATIENCE seconds, the meeting is broken:
@@ -30,12 +31,12 @@ import pytest
 from pytest_katas import patience
 
 ZH_TEXT = "你好，世界。进程池里的每个进程都在等下一个任务。\n" * 20
-PATIENCE = 4.0  # seconds on a quiet machine: see pytest_katas.patience
+PATIENCE = 2.0  # seconds on a quiet machine: see pytest_katas.patience
 TRICKLE = 0.25
-# A stalled page says nothing for this long, unless the test ends first: longer than any
-# test's deadline, even stretched three times on a busy machine, so that code that never
-# gives up is stopped as a hang, not answered by the server giving up first.
-STALL_LIMIT = 120.0
+# A stalled page says nothing for this long (stretched like a deadline on a busy machine),
+# twice crawl's TIMEOUT of 2 s: a fetch with a timeout has given up long before; one
+# without would wait for ever, and gets the page instead, which the test tells apart.
+STALL_LIMIT = 4.0
 
 
 class _Meeting:
@@ -109,8 +110,9 @@ class _Handler(http.server.BaseHTTPRequestHandler):
                 self.send_error(500, "the page broke")
             elif parts[0] == "empty":  # an answer, and no error, but not a 200
                 self._send(204, b"")
-            elif parts[0] == "stall":
-                self.server.stop.wait(STALL_LIMIT)  # say nothing; the client must give up
+            elif parts[0] == "stall":  # say nothing; the client must give up first
+                if not self.server.stop.wait(patience(STALL_LIMIT)):
+                    self._send(200, b"stalled")
             elif parts[0] == "meet":
                 self.send_response(200)
                 self.send_header("Content-Type", "text/plain")
@@ -141,6 +143,7 @@ class Site:
     base: str
     dead: str  # a URL whose port refuses every connection
     zh_text: str = dataclasses.field(default=ZH_TEXT, repr=False)
+    stall_limit: float = STALL_LIMIT  # how long /stall says nothing, on a quiet machine
 
     def url(self, path: str) -> str:
         return self.base + path

@@ -308,9 +308,10 @@ def test_gather_never_returns_before_the_last_callback_has_run(kata, kata_stress
 @pytest.mark.kata_timeout(20)
 def test_gather_runs_its_tasks_at_the_same_time(kata):
     # Three handles on ONE gate, a barrier for processes: each task waits there until all
-    # three are waiting. Run one at a time, the first task gives up after 4 s (longer on a
-    # busy machine) and breaks it.
-    gate = Gate(3, timeout=patience(4.0))
+    # three are waiting. Run one at a time, the first task gives up and breaks it: at once
+    # if the code that hands out the tasks waits in Pool.apply() for it to end (then the
+    # others cannot come), else after 2 s (longer on a busy machine).
+    gate = Gate(3, timeout=patience(2.0), in_vain_while=("apply",))
     handles = [copy.copy(gate) for _ in range(3)]
     try:
         results, errors = kata.gather(operator.methodcaller("wait"), handles, processes=3)
@@ -413,10 +414,17 @@ def test_crawl_reports_a_refused_connection_as_an_error(kata, site):
     _check_message(f"{site.dead} (refused)", errors[site.dead], _fetch_here(site.dead))
 
 
-@pytest.mark.kata_timeout(6)
+@pytest.mark.kata_timeout(8)
 def test_crawl_gives_up_on_a_page_that_never_answers(kata, site):
     stall, ok = site.url("/stall"), site.url("/bytes/5")
     pages, errors = kata.crawl([stall, ok], processes=2)
+    if stall in pages:  # the site gave up first: it answers a stalled fetch after a while
+        raise fail_as(
+            "hang",
+            f"crawl() waited for {stall}, a page that never answers, until the site itself "
+            f"gave up after {site.stall_limit:g} s: a fetch with no timeout waits for ever. Give "
+            "every urlopen() timeout=TIMEOUT, and the page ends in errors as a timeout",
+        )
     _check_each_arg_once([stall, ok], pages, errors, what="url")
     assert pages == {ok: 5}, f"got pages {pages!r}"
     # Where the wait ran out decides the exception: URLError or TimeoutError.
@@ -445,7 +453,7 @@ def test_crawl_puts_every_url_in_exactly_one_dict(kata, site):
 @pytest.mark.kata_timeout(20)
 def test_crawl_fetches_pages_at_the_same_time(kata, site):
     # Each /meet page ends only once all three are being fetched at the same moment.
-    # Fetched one at a time, the first gives up waiting for the others after 4 seconds
+    # Fetched one at a time, the first gives up waiting for the others after 2 seconds
     # (longer on a busy machine).
     urls = [site.url(f"/meet/3/{n}") for n in range(3)]
     pages, errors = kata.crawl(urls, processes=3)

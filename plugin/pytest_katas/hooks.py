@@ -113,8 +113,8 @@ def _patch_pool() -> None:
                 # A Pool's workers and threads go their own way: no schedule of ours holds.
                 coordinate.give_up("a multiprocessing.Pool's own processes and threads")
                 control.give_up("a multiprocessing.Pool's own processes and threads")
-            if _name == "join":
-                with trace.waiting("join", "pool", False, where):
+            if _name in ("join", "apply"):  # both wait for the pool's workers
+                with trace.waiting(_name, "pool", False, where):
                     return _original(self, *args, **kwargs)
             return _original(self, *args, **kwargs)
 
