@@ -301,8 +301,9 @@ if os.fork() == 0:
     if os.fork() == 0:
         os.execv(sys.executable, [sys.executable, '-c', '''
 import os, sys, time
-with open(sys.argv[2] + '/grandchild.pid', 'w') as f:
+with open(sys.argv[2] + '/grandchild.pid.tmp', 'w') as f:
     f.write(str(os.getpid()))
+os.rename(sys.argv[2] + '/grandchild.pid.tmp', sys.argv[2] + '/grandchild.pid')
 time.sleep(120)
 ''', marker + '-grandchild', where])
     os._exit(0)
