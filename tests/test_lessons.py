@@ -64,6 +64,9 @@ def _normal(text: str, mutant: str, kata: str) -> str:
         (r"Process-N \(pid N\)(, Process-N \(pid N\))*", "Process-N (pid N)..."),
         (r"\d+ worker\(s\)", "N worker(s)"),
         (r" \(it happened in this run\)", ""),
+        # A server that closes a socket it has not read to the end: whether the client sees
+        # the close or a reset depends on what had arrived by then.
+        (r"then (the server closed the connection|the connection was reset)", "then it ended"),
         (r"\(\d+(\.\d+)? s after the last one stopped\)", "(N s after the last one stopped)"),
         (r"最后一个停下后 \d+(\.\d+)? 秒", "最后一个停下后 N 秒"),
         (r"(?<!\S)(\S*python\S* -m |\S*/)pytest ", "pytest "),
