@@ -1,6 +1,9 @@
 """MUTANT: relay's child loops `while item := inbox.recv()`, so a falsy item ends it early.
 
-expect: wrong, lost
+When the child has quit before the parent is done sending, the parent's next send() meets
+a pipe nobody reads: BrokenPipeError (CRASH) instead of a short list (WRONG), by timing.
+
+expect: wrong, lost, crash
 clause: C5
 """
 
