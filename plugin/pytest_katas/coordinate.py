@@ -575,21 +575,12 @@ def connect_child(name: str) -> None:
         _client = None
 
 
-_learner_serving = False  # a controlled run is on, and the learner process is task 0
-
-
-def serving_learner() -> bool:
-    """Whether a call made now into the learner process (its test body runs apart) takes
-    part in a controlled run as its first task."""
-    return _learner_serving
-
-
 @contextlib.contextmanager
 def serving(plan: Plan, learner: int | None = None) -> Iterator[Coordinator | None]:
     """Coordinate the processes of the body; the calling thread takes part as task 0, or,
     when the test body runs apart from learner code, the learner process (pid
     ``learner``) does, in each call the body makes into it (:func:`taking_part`)."""
-    global _client, _learner_serving
+    global _client
     rundir = RunDir.current()
     if rundir is None:
         yield None
@@ -604,7 +595,6 @@ def serving(plan: Plan, learner: int | None = None) -> Iterator[Coordinator | No
     coordinator.tasks[0].state = RUNNING
     coordinator.current = coordinator.tasks[0]
     wrapping.start_own_thread(coordinator.serve)
-    _learner_serving = learner is not None
     try:
         _client = None if learner else _Client(address, "test", threading.get_native_id())
     except OSError:
@@ -612,7 +602,6 @@ def serving(plan: Plan, learner: int | None = None) -> Iterator[Coordinator | No
     try:
         yield coordinator
     finally:
-        _learner_serving = False
         client, _client = _client, None
         if client is not None:
             with contextlib.suppress(OSError):
@@ -627,19 +616,10 @@ def serving(plan: Plan, learner: int | None = None) -> Iterator[Coordinator | No
 @contextlib.contextmanager
 def taking_part() -> Iterator[None]:
     """In the learner process, for one call from a test body that runs apart: take part in
-    the controlled run as its first task, as the test's own thread does otherwise."""
-    global _client
-    rundir = RunDir.current()
-    address = rundir.control_address() if rundir is not None else ""
-    try:
-        _client = _Client(address, "test", threading.get_native_id()) if address else None
-    except OSError:
-        _client = None
+    the controlled run as its first task, if one is on, as the test's own thread does
+    otherwise (the coordinator knows this process by its pid)."""
+    connect_child("test")
     try:
         yield
     finally:
-        client, _client = _client, None
-        if client is not None:
-            with contextlib.suppress(OSError):
-                client._send({"t": "done", "pid": client.pid, "value": client.value})
-            client.close()
+        done()

@@ -17,8 +17,9 @@ comes back as a :class:`Foreign` stand-in that equals nothing but itself. A repl
 missing, late or garbled is a failure, never a pass.
 
 What the test body's stress harness sets around a call in its own process (the trace's
-generation, schedule noise, the start method, the process coordinator's first task) is
-handed over with each request and set the same way in the learner process.
+generation, schedule noise, the start method) is handed over with each request and set the
+same way in the learner process, which also takes the process coordinator's first task
+whenever a controlled run is on.
 """
 
 from __future__ import annotations
@@ -86,7 +87,6 @@ class CallContext:
     tracing: bool
     generation: int
     noise: tuple[int, int] | None
-    coordinated: bool
 
     @classmethod
     def here(cls) -> CallContext:
@@ -95,7 +95,6 @@ class CallContext:
             tracing=trace.tracing(),
             generation=trace.generation,
             noise=schedule.current_noise(),
-            coordinated=coordinate.serving_learner(),
         )
 
 
@@ -515,6 +514,5 @@ def _context(context: CallContext) -> Iterator[None]:
     with contextlib.ExitStack() as stack:
         if context.noise is not None:
             stack.enter_context(schedule.noise(*context.noise))
-        if context.coordinated:
-            stack.enter_context(coordinate.taking_part())
+        stack.enter_context(coordinate.taking_part())  # if a controlled run is on
         yield
