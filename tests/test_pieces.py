@@ -16,7 +16,17 @@ from types import SimpleNamespace
 
 import pytest
 
-from pytest_katas import commands, crashes, leaks, manifest, observe, stacks, tables
+from pytest_katas import (
+    commands,
+    crashes,
+    findings,
+    leaks,
+    manifest,
+    observe,
+    stacks,
+    tables,
+    waits,
+)
 from pytest_katas.channel import ENV_RUNDIR, ProcessInfo, Raised
 from pytest_katas.history import EndCopy, Event, History, ProcessView, Site
 from pytest_katas.verdict import Kind, Outcome
@@ -528,6 +538,35 @@ def test_eof_from_a_closed_pipe_asks_for_one_sentinel_per_reader():
 
 def test_an_exception_inside_recv_that_cannot_come_from_torn_bytes_gets_no_cause():
     assert _crash("ZeroDivisionError", "division by zero") == "ZeroDivisionError: division by zero"
+
+
+def _stuck_readers(*objects: tuple[int, str]) -> str:
+    """The headline of a fan-out where READER waits in recv() holding the readers' lock, and
+    each (pid, value) in ``objects`` was received on the pipe before that."""
+    events = [_event(0, TEST, "pipe", "p1", ("r1", "w1", False), line=10)]
+    for n, (pid, value) in enumerate(objects, 1):
+        events.append(_event(n, pid, "got", "r1", value, line=22))
+    processes = {
+        TEST: ProcessView(TEST, "MainProcess", "test"),
+        READER: ProcessView(READER, "reader-1", "worker"),
+        OTHER_READER: ProcessView(OTHER_READER, "reader-2", "worker"),
+    }
+    waiter = waits.Waiter(READER, READER, READER, "recv", "r1", Site(FILE, 22), 0)
+    dead = waits.Deadlock((waiter,), {"r1": (TEST, READER)})
+    return findings.deadlock_finding(History(events, processes), dead, str).message
+
+
+def test_sentinels_read_past_by_another_reader_are_named_in_the_hang():
+    # The reader in recv() got only items; the others took the sentinels and wait for its lock.
+    headline = _stuck_readers((READER, "7"), (OTHER_READER, "<object>"), (TEST, "<object>"))
+    assert "reader-2, test process had already received 2 object(s) of type object" in headline
+    assert "`item is SENTINEL` is never true" in headline
+
+
+def test_a_hang_where_only_data_was_read_names_no_sentinel():
+    headline = _stuck_readers((READER, "7"), (OTHER_READER, "<str>"))
+    assert "recv()" in headline
+    assert "SENTINEL" not in headline
 
 
 # -- the stacks of a stuck test --------------------------------------------------------------

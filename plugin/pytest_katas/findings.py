@@ -352,27 +352,29 @@ _DATA_TYPES: Final = frozenset(
 
 
 def _missed_sentinels(history: History, dead: waits.Deadlock) -> str:
-    """What the trace shows when a reader kept reading past objects that look like sentinels:
-    each arrives as a pickled copy, so a test with ``is`` never matches it. Said as what was
-    seen, since the objects might be items after all."""
+    """What the trace shows when readers kept reading past objects that look like sentinels:
+    each arrives as a pickled copy, so a test with ``is`` never matches it. Every reader of the
+    pipe end waited on counts, not only the one that waits in recv(): the others may wait for a
+    lock it holds. Said as what was seen, since the objects might be items after all."""
     for waiter in dead.waiters:
         if waiter.op != "recv":
             continue
         got = [
             e
             for e in history.events
-            if e.op == "got" and e.pid == waiter.pid and e.obj == waiter.obj
+            if e.op == "got" and e.obj == waiter.obj
             if isinstance(e.extra, str) and e.extra.startswith("<") and e.extra.endswith(">")
             if e.extra[1:-1] not in _DATA_TYPES
         ]
         if got:
+            readers = dict.fromkeys(history.actor(*e.actor).label for e in got)
             return _(
                 ". {who} had already received {count} object(s) of type {kind} on that pipe "
                 "(the last at line {line}) and read on: if they were meant as sentinels, note that "
                 "every item arrives as a pickled copy, so `item is SENTINEL` is never true; "
                 "check with isinstance() instead"
             ).format(
-                who=history.actor(waiter.pid, history.thread_of(waiter.pid, waiter.ident)).label,
+                who=_(", ").join(readers),
                 count=len(got),
                 kind=got[-1].extra[1:-1],
                 line=got[-1].site.line if got[-1].site is not None else "?",
