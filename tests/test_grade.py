@@ -173,6 +173,21 @@ def test_an_oracle_that_runs_apart_is_out_of_the_learners_reach(attack, tmp_path
 
 @pytest.mark.slow
 @boxed
+def test_the_echo_server_tests_run_apart_out_of_the_learners_reach(tmp_path):
+    # The attack silences the test module's checks in the learner process, then hands in a
+    # server that never listens: the clients, on the test's side, find nobody there.
+    code, report, output, _ = grade(
+        tmp_path, ATTACKS / "echo_helpers", args=("--kata", "echo_server")
+    )
+    assert not [t for t in report["tests"] if t["failure_class"] == "tampered"], output[-3000:]
+    by_test = {t["test"]: t for t in report["tests"]}
+    echo = by_test["test_a_client_gets_back_exactly_what_it_sent"]
+    assert echo["status"] == "fail" and echo["failure_class"] == "crash", echo
+    assert "ConnectionRefusedError" in echo["message"], echo
+
+
+@pytest.mark.slow
+@boxed
 def test_an_answer_equal_to_anything_is_wrong(tmp_path):
     code, report, output, _ = grade(tmp_path, ATTACKS / "always_equal", args=("--kata", "manager"))
     wrong = [t for t in report["tests"] if "subclass of int" in (t["message"] or "")]

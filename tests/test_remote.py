@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import collections
 import copy
+import io
 import multiprocessing
 import os
 import pickle
@@ -67,6 +68,45 @@ def test_any_other_object_comes_back_as_a_stand_in_equal_only_to_itself():
 def test_a_defaultdict_of_the_learners_own_factory_comes_back_with_its_items():
     back = _round_trip(collections.defaultdict(lambda: 0, a=2))
     assert back == {"a": 2} and back.default_factory is None
+
+
+def test_the_same_learner_object_comes_back_as_the_same_stand_in():
+    kept = remote._Kept()
+    server, other = object(), object()
+    assert kept.add(server) == kept.add(server) == 0 and kept.add(other) == 1
+    learner = object.__new__(remote.LearnerProcess)
+    learner._guard, learner._foreign = threading.Lock(), {}
+    data = remote._dump(("ok", [server, server, other]), {}, kept)
+    a, b, c = remote._Strict(data, [], learner).load()[1]
+    assert a is b and a is not c and a._handle == 0 and c._handle == 1
+
+
+def test_a_stand_in_of_this_learner_crosses_back_as_the_learners_own_object():
+    kept = remote._Kept()
+    server = object()
+    number = kept.add(server)
+    learner = object.__new__(remote.LearnerProcess)
+    stand_in = remote.Foreign("EchoServer", "<server>", learner, number)  # type: ignore[arg-type]
+    out = io.BytesIO()
+    remote._Handles(out, learner).dump(("call", [stand_in]))  # type: ignore[arg-type]
+    assert remote._Request(out.getvalue(), kept).load() == ("call", [server])
+    kept.clear()
+    with pytest.raises(KeyError):  # the test has ended: nothing is kept any more
+        remote._Request(out.getvalue(), kept).load()
+
+
+def test_an_exception_leaving_a_with_block_reaches_exit_by_its_name():
+    request = remote.Request("call", "__exit__", (remote._EXIT, "ValueError", "bad"))
+    kind, exc, tb = remote._exit_args(request)
+    assert kind is ValueError and str(exc) == "bad" and tb is None
+    request = remote.Request("call", "__exit__", (remote._EXIT, "Oops", "the test's own"))
+    kind, exc, _ = remote._exit_args(request)
+    assert kind.__name__ == "Oops" and issubclass(kind, Exception) and isinstance(exc, kind)
+    assert remote._exit_args(remote.Request("call", "__exit__", (None, None, None))) == (
+        None,
+        None,
+        None,
+    )
 
 
 class _Payload:
@@ -190,3 +230,32 @@ def test_learner_code_is_never_imported_in_a_test_process_whose_body_runs_apart(
     run = run_kata("pipe", str(learner), tmp_path, "-k", chosen, apart=True)
     assert run.cases and not run.failed(), run.explain()
     assert not (tmp_path / "imported-in-the-test-process").exists()
+
+
+# -- the echo server, started and stopped from the test's side -----------------------------
+
+
+def test_the_echo_server_solution_passes_with_its_test_bodies_apart(tmp_path):
+    # Its clients connect from the test's process; the server runs in the learner process.
+    run = run_kata("echo_server", "solutions", tmp_path, apart=True)
+    assert run.returncode == 0 and run.cases and not run.failed(), run.explain()
+    # The stress test's threads are the test's own here: it says it did not schedule them.
+    assert "run in a process of their own, apart from the test's" in run.output, run.explain()
+
+
+def test_a_stuck_stop_is_shown_from_the_servers_own_process_with_its_test_bodies_apart(tmp_path):
+    mutant = MUTANTS / "echo_server" / "joins_the_serving_accept_thread.py"
+    chosen = "stop_returns_within_two_seconds"
+    run = run_kata("echo_server", str(mutant), tmp_path, "-k", chosen, apart=True)
+    (case,) = run.failed()
+    assert case.kind == "hang", run.explain()
+    assert "stop() waits in join() for 'echo-accept'" in case.text, case.text
+    assert "is joining 'echo-accept' while that thread is still in recv()" in case.text
+
+
+def test_what_the_constructor_opened_is_seen_in_the_servers_own_process(tmp_path):
+    mutant = MUTANTS / "echo_server" / "listens_in_init.py"
+    run = run_kata("echo_server", str(mutant), tmp_path, "-k", "nothing_listens", apart=True)
+    (case,) = run.failed()
+    assert case.kind == "contract", run.explain()
+    assert "opened 1 socket(s) before start() was called" in case.text, case.text

@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from pytest_katas import fail_as, observed
+from pytest_katas import fail_as, learner_side, observed
 
 MIB = 1 << 20
 WAIT = 4.0  # how long a client waits for the server before it counts as stuck (s)
@@ -119,6 +119,11 @@ def _exchange(addr: tuple[str, int], payload: bytes, kata=None, who: str = "the 
     return reply
 
 
+# -- what only the server's own process can see ------------------------------------------
+# While grading, the server runs in a process of its own: these helpers run there
+# (@learner_side) and answer with plain data.
+
+
 def _waits_in_recv(ident: int) -> bool:
     """Whether the thread ``ident`` is blocked in recv() right now: its live stack is in the
     trace's recv() wrapper, on the very line that calls the real recv() (not after it
@@ -132,6 +137,85 @@ def _waits_in_recv(ident: int) -> bool:
             return "c_recv" in linecache.getline(code.co_filename, frame.f_lineno)
         frame = frame.f_back
     return False
+
+
+@learner_side
+def _in_recv(kata, idents: list[int]) -> list[int]:
+    """Which of the server's threads ``idents`` (from the trace) are blocked in recv() now."""
+    return [ident for ident in idents if _waits_in_recv(ident)]
+
+
+_MARKS: list[set[threading.Thread]] = []  # the threads alive at each _mark_threads()
+
+
+@learner_side
+def _mark_threads(kata) -> int:
+    """Remember the threads alive now (before a server is made); returns the mark."""
+    _MARKS.append(set(threading.enumerate()))
+    return len(_MARKS) - 1
+
+
+def _threads_since(mark: int) -> list[threading.Thread]:
+    """Threads started since ``mark`` and still alive, except the tests' own helpers."""
+    before = _MARKS[mark]
+    return [
+        t
+        for t in threading.enumerate()
+        if t not in before and t.is_alive() and not t.name.startswith("test-")
+    ]
+
+
+@learner_side
+def _server_threads(kata, mark: int) -> list[str]:
+    """The names of the threads the server started since ``mark`` that are still alive."""
+    return [t.name for t in _threads_since(mark)]
+
+
+@learner_side
+def _made_by_constructor(kata) -> tuple[Any, int, list[tuple[str, int]]]:
+    """``EchoServer('127.0.0.1', 0)``, the number of sockets this thread opened while it
+    ran, and the addresses of those that listen. Socket creation is not in the trace: a spy
+    on socket.socket.__init__ sees them."""
+    made: list[socket.socket] = []
+    real = socket.socket.__init__
+    me = threading.get_ident()
+
+    def init(self: socket.socket, *args: Any, **kwargs: Any) -> None:
+        real(self, *args, **kwargs)
+        if threading.get_ident() == me:
+            made.append(self)
+
+    socket.socket.__init__ = init  # type: ignore[method-assign]
+    try:
+        server = kata.EchoServer("127.0.0.1", 0)
+    finally:
+        socket.socket.__init__ = real  # type: ignore[method-assign]
+    listening = [s.getsockname()[:2] for s in made if s.fileno() >= 0 and _is_listening(s)]
+    return server, len(made), listening
+
+
+@learner_side
+def _backlogs(kata) -> list[int | None]:
+    """The backlogs the server asked listen() for, as it started and stopped. listen() is
+    not in the trace: a spy on socket.socket.listen sees them."""
+    asked: list[int | None] = []
+    real = socket.socket.listen
+    had_own = "listen" in vars(socket.socket)
+
+    def listen(self: socket.socket, *args: int) -> None:
+        asked.append(args[0] if args else None)
+        real(self, *args)
+
+    socket.socket.listen = listen  # type: ignore[method-assign]
+    try:
+        with _running(kata):
+            pass
+    finally:
+        if had_own:
+            socket.socket.listen = real  # type: ignore[method-assign]
+        else:
+            del socket.socket.listen  # type: ignore[misc]
+    return asked
 
 
 def _unsent(kata) -> str | None:
@@ -148,7 +232,9 @@ def _unsent(kata) -> str | None:
             break
         last[key] = event
     else:  # still the last thing that thread did there: is it now waiting in recv()?
-        found = next((e for e in last.values() if _short(e) and _waits_in_recv(e.tid)), None)
+        short = [e for e in last.values() if _short(e)]
+        waiting = set(_in_recv(kata, [e.tid for e in short])) if short else set()
+        found = next((e for e in short if e.tid in waiting), None)
         then = "waited in recv()"
     if found is None:
         return None
@@ -175,8 +261,11 @@ def _holding(kata) -> str | None:
             sent = event.extra if event.op == "sendall" else event.extra[1]
             held[event.obj] = held.get(event.obj, 0) - sent
         threads.setdefault(event.obj, {})[event.actor] = event.tid
+    busy = [conn for conn, size in held.items() if size > 0]
+    tids = sorted({tid for conn in busy for tid in threads[conn].values()})
+    waiting = set(_in_recv(kata, tids)) if tids else set()
     for conn, size in held.items():
-        if size > 0 and all(_waits_in_recv(tid) for tid in threads[conn].values()):
+        if size > 0 and all(tid in waiting for tid in threads[conn].values()):
             return (
                 f"the server received {size} bytes on this connection that it has not sent "
                 f"back, and waits in recv() at {seen.line(site[conn])} for more: echo each "
@@ -191,8 +280,10 @@ def _accepter_serving(kata) -> str | None:
     while it waits there, nobody accepts the next client. What was seen, or None."""
     seen = observed(kata)
     accepters = {e.actor: e for e in seen.events("accept")}
+    tids = sorted({e.tid for e in accepters.values()})
+    waiting = set(_in_recv(kata, tids)) if tids else set()
     for actor, accepted in accepters.items():
-        if _waits_in_recv(accepted.tid):
+        if accepted.tid in waiting:
             name = seen.history.actor(*actor).name
             return (
                 f"thread {name!r}, which accepts the connections ({seen.line(accepted.site)}), "
@@ -337,12 +428,13 @@ def _ask(sock: socket.socket, message: bytes, who: str = "the client", *, kata=N
 @dataclasses.dataclass
 class Stopped:
     seconds: float  # how long stop() took
-    left: list[threading.Thread]  # server threads alive the moment stop() returned
+    left: list[str]  # the server's threads alive the moment stop() returned
 
 
 def _stop_within(
+    kata,
     server,
-    before: set[threading.Thread],
+    before: int,
     *,
     on_hang: Callable[[], None],
     limit: float = STOP_LIMIT,
@@ -356,12 +448,12 @@ def _stop_within(
     """
     done = threading.Event()
     errors: list[BaseException] = []
-    left: list[threading.Thread] = []
+    left: list[str] = []
 
     def run() -> None:
         try:
             server.stop()
-            left.extend(_server_threads(before))
+            left.extend(_server_threads(kata, before))
         except BaseException as exc:  # noqa: BLE001 - handed to the test thread
             errors.append(exc)
         finally:
@@ -373,7 +465,7 @@ def _stop_within(
     finished = done.wait(limit)
     elapsed = time.monotonic() - started
     if not finished:
-        seen = _where(stopper, _server_threads(before))  # before on_hang() wakes anyone
+        seen = _where(kata, before)  # before on_hang() wakes anyone
         on_hang()
         stopper.join(limit)
         raise fail_as(
@@ -477,9 +569,15 @@ def _spot(frame) -> _Spot | None:
     )
 
 
-def _where(stopper: threading.Thread, threads: list[threading.Thread]) -> str:
+@learner_side
+def _where(kata, before: int) -> str:
     """What stop() and the server's threads were doing when stop() was found stuck: the
-    learner's line each one was at (from their live stacks), and whom stop() joins."""
+    learner's line each one was at (from their live stacks), and whom stop() joins. stop()
+    runs in the thread named 'test-stopper' (over there: the one that called it for it)."""
+    stopper = next((t for t in threading.enumerate() if t.name == "test-stopper"), None)
+    if stopper is None:
+        return ""
+    threads = _threads_since(before)
     frames = sys._current_frames()
     spots = {t: _spot(frames.get(t.ident)) for t in [stopper, *threads] if t.ident in frames}
     lines = []
@@ -512,15 +610,6 @@ def _where(stopper: threading.Thread, threads: list[threading.Thread]) -> str:
     return text
 
 
-def _server_threads(before: set[threading.Thread]) -> list[threading.Thread]:
-    """Threads started since ``before`` and still alive, except the tests' own helpers."""
-    return [
-        t
-        for t in threading.enumerate()
-        if t not in before and t.is_alive() and not t.name.startswith("test-")
-    ]
-
-
 def _close_all(socks: list[socket.socket]) -> None:
     for sock in socks:
         sock.close()
@@ -536,30 +625,14 @@ def _free_port() -> int:
 
 
 def test_nothing_listens_until_start(kata):
-    # Socket creation is not in the trace: a spy on socket.socket.__init__ sees the sockets
-    # this thread makes while the constructor runs.
-    made: list[socket.socket] = []
-    real = socket.socket.__init__
-    me = threading.get_ident()
-
-    def init(self: socket.socket, *args: Any, **kwargs: Any) -> None:
-        real(self, *args, **kwargs)
-        if threading.get_ident() == me:
-            made.append(self)
-
-    socket.socket.__init__ = init  # type: ignore[method-assign]
-    try:
-        server = kata.EchoServer("127.0.0.1", 0)
-    finally:
-        socket.socket.__init__ = real  # type: ignore[method-assign]
-    listening = [s.getsockname()[:2] for s in made if s.fileno() >= 0 and _is_listening(s)]
+    server, made, listening = _made_by_constructor(kata)
     server.start()
     server.stop()
     if made:
-        what = f", one of them listening on {listening[0]}" if listening else ""
+        what = f", one of them listening on {tuple(listening[0])}" if listening else ""
         raise fail_as(
             "contract",
-            f"EchoServer('127.0.0.1', 0) opened {len(made)} socket(s) before start() was "
+            f"EchoServer('127.0.0.1', 0) opened {made} socket(s) before start() was "
             f"called{what}: the constructor only remembers the address; open, bind and "
             "listen in start()",
         )
@@ -653,24 +726,7 @@ BACKLOG = 50  # the contract: a backlog for 50+ clients connecting at once
 
 
 def test_the_backlog_holds_fifty_clients_connecting_at_once(kata):
-    # listen() is not in the trace: a spy on socket.socket.listen sees the backlog asked for.
-    asked: list[int | None] = []
-    real = socket.socket.listen
-    had_own = "listen" in vars(socket.socket)
-
-    def listen(self: socket.socket, *args: int) -> None:
-        asked.append(args[0] if args else None)
-        real(self, *args)
-
-    socket.socket.listen = listen  # type: ignore[method-assign]
-    try:
-        with _running(kata):
-            pass
-    finally:
-        if had_own:
-            socket.socket.listen = real  # type: ignore[method-assign]
-        else:
-            del socket.socket.listen  # type: ignore[misc]
+    asked = _backlogs(kata)
     small = [n for n in asked if n is not None and n < BACKLOG]
     if small:
         raise fail_as(
@@ -900,22 +956,22 @@ def _idle_clients(server, addr: tuple[str, int], kata) -> Iterator[list[socket.s
 
 
 def test_stop_returns_within_two_seconds_while_clients_sit_idle(kata):
-    before = set(threading.enumerate())
+    before = _mark_threads(kata)
     server = kata.EchoServer("127.0.0.1", 0)
     addr = server.start()
     with _idle_clients(server, addr, kata) as idle:
-        stopped = _stop_within(server, before, on_hang=lambda: _close_all(idle))
+        stopped = _stop_within(kata, server, before, on_hang=lambda: _close_all(idle))
     assert stopped.seconds < STOP_LIMIT, (
         f"stop() took {stopped.seconds:.2f} s; it must return within 2 s"
     )
 
 
 def test_stop_closes_the_connections_of_idle_clients(kata):
-    before = set(threading.enumerate())
+    before = _mark_threads(kata)
     server = kata.EchoServer("127.0.0.1", 0)
     addr = server.start()
     with _idle_clients(server, addr, kata) as idle:
-        _stop_within(server, before, on_hang=lambda: _close_all(idle))
+        _stop_within(kata, server, before, on_hang=lambda: _close_all(idle))
         seen = [_sees_the_end(sock) for sock in idle]
     if seen[0] != "closed":
         raise fail_as(
@@ -935,7 +991,7 @@ def test_stop_closes_the_connections_of_idle_clients(kata):
 
 
 def test_no_server_thread_is_still_running_after_stop(kata):
-    before = set(threading.enumerate())
+    before = _mark_threads(kata)
     server = kata.EchoServer("127.0.0.1", 0)
     addr = server.start()
     try:
@@ -947,9 +1003,9 @@ def test_no_server_thread_is_still_running_after_stop(kata):
         raise
     with _idle_clients(server, addr, kata) as idle:
         stopping = time.monotonic_ns()  # the trace's clock
-        left = _stop_within(server, before, on_hang=lambda: _close_all(idle)).left
+        left = _stop_within(kata, server, before, on_hang=lambda: _close_all(idle)).left
     if left:
-        names = ", ".join(sorted({repr(t.name) for t in left}))  # how many varies; who not
+        names = ", ".join(sorted({repr(name) for name in left}))  # how many varies; who not
         raise fail_as(
             "leak",
             f"{len(left)} thread(s) started by the server were still running when stop() "
@@ -978,11 +1034,11 @@ def test_no_server_thread_is_still_running_after_stop(kata):
 
 
 def test_the_port_refuses_connections_after_stop(kata):
-    before = set(threading.enumerate())
+    before = _mark_threads(kata)
     server = kata.EchoServer("127.0.0.1", 0)
     addr = server.start()
     with _idle_clients(server, addr, kata) as idle:
-        _stop_within(server, before, on_hang=lambda: _close_all(idle))
+        _stop_within(kata, server, before, on_hang=lambda: _close_all(idle))
     try:
         late = _connect(addr, timeout=1.0)
     except (ConnectionRefusedError, TimeoutError):
@@ -996,7 +1052,7 @@ def test_the_port_refuses_connections_after_stop(kata):
 
 
 def test_a_with_block_starts_the_server_and_stops_it_even_after_an_error(kata):
-    before = set(threading.enumerate())
+    before = _mark_threads(kata)
     addr = ("127.0.0.1", _free_port())
 
     class Oops(Exception):
@@ -1014,7 +1070,7 @@ def test_a_with_block_starts_the_server_and_stops_it_even_after_an_error(kata):
             raise Oops
     except Oops:
         pass
-    left = _server_threads(before)
+    left = _server_threads(kata, before)
     if left:
         raise fail_as(
             "leak",
@@ -1030,7 +1086,7 @@ def test_a_with_block_starts_the_server_and_stops_it_even_after_an_error(kata):
 
 def test_stop_leaves_nothing_behind_even_while_clients_are_arriving(kata, kata_stress):
     def scenario() -> tuple[str, int, str]:
-        before = set(threading.enumerate())
+        before = _mark_threads(kata)
         server = kata.EchoServer("127.0.0.1", 0)
         addr = server.start()
         socks: list[socket.socket] = []
@@ -1051,7 +1107,7 @@ def test_stop_leaves_nothing_behind_even_while_clients_are_arriving(kata, kata_s
             arriving.start()
             arrived.wait(WAIT)
             stopped = _stop_within(
-                server, before, on_hang=lambda: (arriving.join(), _close_all(socks))
+                kata, server, before, on_hang=lambda: (arriving.join(), _close_all(socks))
             )
             arriving.join()
             left = len(stopped.left)

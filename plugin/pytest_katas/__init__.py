@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pytest_katas.gate import Gate
 from pytest_katas.observe import ChildProcess, Observed, children, observed
+from pytest_katas.remote import learner_side
 from pytest_katas.verdict import KataFailure, Kind, fail_as
 from pytest_katas.waits import patience
 
@@ -16,6 +17,7 @@ __all__ = [
     "__version__",
     "children",
     "fail_as",
+    "learner_side",
     "observed",
     "patience",
 ]

@@ -114,4 +114,9 @@ def observed(kata: Any) -> Observed:
 
         pytest.skip("this check reads the trace, which --kata-trace=off turned off")
     trace.flush()
+    from pytest_katas import remote
+
+    learner = remote.active()
+    if learner is not None:  # the learner's threads run in its own process
+        learner.flush()
     return Observed(History.read(rundir, channel.learner_files()), kata.kata.relpath)

@@ -24,18 +24,22 @@ whenever a controlled run is on.
 
 from __future__ import annotations
 
+import builtins
 import collections
 import contextlib
 import dataclasses
+import functools
 import io
 import multiprocessing
 import os
 import pickle
 import socket
 import sys
+import threading
 import time
 import traceback
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from multiprocessing import reduction
 from multiprocessing.connection import Connection
 from typing import TYPE_CHECKING, Any, Final, NoReturn, final
 
@@ -58,12 +62,21 @@ if TYPE_CHECKING:
     from pytest_katas.box import TestGroup
     from pytest_katas.sandbox import SandboxSpec
 
-__all__ = ["ENV_APART", "Foreign", "LearnerError", "LearnerProcess", "active", "wanted"]
+__all__ = [
+    "ENV_APART",
+    "Foreign",
+    "LearnerError",
+    "LearnerProcess",
+    "active",
+    "learner_side",
+    "wanted",
+]
 
 # Forces the oracle apart without a learner user (the plugin's own tests use it).
 ENV_APART: Final = "PYTEST_KATA_ORACLE_APART"
 MAX_REPLY: Final = 256 << 20
 _FINISH: Final = b"finish"  # the test has ended: report what is left, then wait
+_EXIT: Final = "pytest-katas: an exception left the with block"  # __exit__'s first argument
 _REPR: Final = 200
 
 
@@ -101,23 +114,58 @@ class CallContext:
 @final
 @dataclasses.dataclass(frozen=True)
 class Request:
-    op: str  # "attr" or "call"
+    """One request: ``attr`` (look a name up), ``call`` (call it), ``isinstance`` (is the
+    object ``handle`` an instance of the learner's class ``name``), ``probe`` (run the test's
+    function ``name``, "module:qualname", over there) or ``flush`` (write out the trace)."""
+
+    op: str
     name: str = ""
     args: tuple[Any, ...] = ()
     kwargs: dict[str, Any] = dataclasses.field(default_factory=dict)
     context: CallContext | None = None
     passed: list[Any] = dataclasses.field(default_factory=list)  # the args' own objects
+    handle: int | None = None  # the learner's object it is about; None: the learner's module
 
 
 class Foreign:
-    """An object of the learner's that is not plain data: it equals only itself."""
+    """An object of the learner's that is not plain data: it equals only itself, and its
+    attributes and methods are looked up and called over there (an ``EchoServer``'s
+    ``start()``, its ``with`` block)."""
 
-    def __init__(self, kind: str, shown: str) -> None:
+    def __init__(
+        self, kind: str, shown: str, learner: LearnerProcess | None = None, handle: int = -1
+    ) -> None:
         self.kind = kind
         self.shown = shown
+        self._learner = learner
+        self._handle = handle
 
     def __repr__(self) -> str:
         return self.shown
+
+    def __getattr__(self, name: str) -> Any:
+        __tracebackhide__ = True
+        if name.startswith("__") or "_learner" not in self.__dict__:  # (while unpickling)
+            raise AttributeError(name)
+        return self._method(name)
+
+    def _method(self, name: str) -> Any:
+        __tracebackhide__ = True
+        if self._learner is None:
+            raise AttributeError(name)
+        return self._learner.attribute(name, self)
+
+    def __enter__(self) -> Any:
+        __tracebackhide__ = True
+        return self._method("__enter__")()
+
+    def __exit__(self, kind: Any, exc: Any, tb: Any) -> Any:
+        """The learner's ``__exit__``, told of an exception by its type's name and message
+        (a class of the test's own cannot cross)."""
+        __tracebackhide__ = True
+        if kind is None:
+            return self._method("__exit__")(None, None, None)
+        return self._method("__exit__")(_EXIT, kind.__name__, str(exc))
 
 
 class LearnerError(Exception):
@@ -152,9 +200,10 @@ class _Plain(pickle.Pickler):
     """The learner process's side: the args' own objects by number, builtin data as it is,
     anything else as a stand-in."""
 
-    def __init__(self, file: io.BytesIO, passed: dict[int, int]) -> None:
+    def __init__(self, file: io.BytesIO, passed: dict[int, int], keep: _Kept | None) -> None:
         super().__init__(file, protocol=pickle.HIGHEST_PROTOCOL)
         self.passed = passed
+        self.keep = keep
 
     def persistent_id(self, obj: Any) -> Any:
         number = self.passed.get(id(obj))
@@ -169,7 +218,8 @@ class _Plain(pickle.Pickler):
             shown = f"<{kind.__qualname__} object>"
         if len(shown) > _REPR:
             shown = shown[: _REPR - 3] + "..."
-        return ("foreign", kind.__qualname__, shown)
+        handle = self.keep.add(obj) if self.keep is not None else -1
+        return ("foreign", kind.__qualname__, shown, handle)
 
     def reducer_override(self, obj: Any) -> Any:
         """A defaultdict whose factory is the learner's own (a lambda) comes back as a
@@ -182,9 +232,12 @@ class _Plain(pickle.Pickler):
 class _Strict(pickle.Unpickler):
     """The test process's side: only builtin data and the standard library's containers."""
 
-    def __init__(self, data: bytes, passed: list[Any]) -> None:
+    def __init__(
+        self, data: bytes, passed: list[Any], learner: LearnerProcess | None = None
+    ) -> None:
         super().__init__(io.BytesIO(data))
         self.passed = passed
+        self.learner = learner
 
     def find_class(self, module: str, name: str) -> Any:
         if (module, name) in _DATA_NAMES:
@@ -195,11 +248,66 @@ class _Strict(pickle.Unpickler):
         if type(pid) is tuple and len(pid) == 2 and pid[0] == "passed" and type(pid[1]) is int:
             if 0 <= pid[1] < len(self.passed):
                 return self.passed[pid[1]]
-        if type(pid) is tuple and len(pid) == 3 and pid[0] == "foreign":
-            kind, shown = pid[1], pid[2]
-            if type(kind) is str and type(shown) is str:
-                return Foreign(kind[:100], shown[:_REPR])
+        if type(pid) is tuple and len(pid) == 4 and pid[0] == "foreign":
+            kind, shown, handle = pid[1], pid[2], pid[3]
+            if type(kind) is str and type(shown) is str and type(handle) is int:
+                if self.learner is None:
+                    return Foreign(kind[:100], shown[:_REPR])
+                return self.learner.foreign(handle, kind[:100], shown[:_REPR])
         raise pickle.UnpicklingError("not a reference this process made")
+
+
+class _Handles(pickle.Pickler):
+    """The test process's side of a request: a stand-in goes back as the learner's object."""
+
+    def __init__(self, file: io.BytesIO, learner: LearnerProcess) -> None:
+        super().__init__(file, protocol=pickle.HIGHEST_PROTOCOL)
+        self.learner = learner
+
+    def persistent_id(self, obj: Any) -> Any:
+        if type(obj) is Foreign and obj._learner is self.learner:
+            return ("handle", obj._handle)
+        return None
+
+
+class _Kept:
+    """The learner process's side: the objects the test process holds stand-ins for, kept
+    alive until the test ends (as the test body's own references would keep them)."""
+
+    def __init__(self) -> None:
+        self.objects: dict[int, Any] = {}
+        self.numbers: dict[int, int] = {}
+        self.guard = threading.Lock()
+
+    def add(self, obj: Any) -> int:
+        with self.guard:
+            number = self.numbers.get(id(obj))
+            if number is None:
+                number = self.numbers[id(obj)] = len(self.objects)
+                self.objects[number] = obj
+            return number
+
+    def get(self, number: int) -> Any:
+        with self.guard:
+            return self.objects[number]
+
+    def clear(self) -> None:
+        with self.guard:
+            self.objects.clear()
+            self.numbers.clear()
+
+
+class _Request(pickle.Unpickler):
+    """The learner process's reading of a request: handles become the learner's objects."""
+
+    def __init__(self, data: bytes, kept: _Kept) -> None:
+        super().__init__(io.BytesIO(data))
+        self.kept = kept
+
+    def persistent_load(self, pid: Any) -> Any:
+        if type(pid) is tuple and len(pid) == 2 and pid[0] == "handle":
+            return self.kept.get(pid[1])
+        raise pickle.UnpicklingError("not a handle")
 
 
 def _passed_objects(value: Any, found: list[Any], seen: set[int], depth: int = 0) -> None:
@@ -232,22 +340,52 @@ def active() -> LearnerProcess | None:
 
 @final
 class LearnerProcess:
-    """The test process's handle on the learner process (see the module's docstring)."""
+    """The test process's handle on the learner process (see the module's docstring).
+
+    Each thread of the test body that calls learner code gets a connection of its own (a
+    ``stop()`` run by a helper thread while the test's main thread looks at the server's
+    threads), served over there by a thread of the same name."""
 
     def __init__(self, spec: SandboxSpec, group: TestGroup | None) -> None:
         global _current
         ours, theirs = socket.socketpair()
+        opener, opened = socket.socketpair()
         self.owner = os.getpid()
         self.pid = os.fork()
         if self.pid == 0:  # pragma: no cover - the learner process; its coverage is its behaviour
             ours.close()
-            _serve(Connection(theirs.detach()), spec, group)
+            opener.close()
+            _serve(Connection(theirs.detach()), Connection(opened.detach()), spec, group)
         theirs.close()
+        opened.close()
         self.conn = Connection(ours.detach())
+        self._opener = Connection(opener.detach())
+        self._conns: dict[threading.Thread, Connection] = {threading.current_thread(): self.conn}
+        self._guard = threading.Lock()
+        self._foreign: dict[int, Foreign] = {}
+        self._functions: dict[tuple[int | None, str], RemoteFunction] = {}
         self.gone: str | None = None
         _current = self
 
     # -- requests ----------------------------------------------------------------------
+
+    def _connection(self) -> Connection:
+        """This thread's connection to the learner process, opened on its first request
+        (those of threads that have ended are closed then: their threads over there end)."""
+        me = threading.current_thread()
+        with self._guard:
+            conn = self._conns.get(me)
+            if conn is None:
+                for thread in [t for t in self._conns if not t.is_alive()]:
+                    self._conns.pop(thread).close()
+                ours, theirs = socket.socketpair()
+                try:
+                    self._opener.send_bytes(me.name.encode("utf-8", "replace")[:200])
+                    reduction.send_handle(self._opener, theirs.fileno(), self.pid)
+                finally:
+                    theirs.close()
+                conn = self._conns[me] = Connection(ours.detach())
+        return conn
 
     def _ask(self, request: Request | None) -> tuple[Any, ...]:
         """Send ``request`` (None: the test has ended) and read the reply."""
@@ -255,19 +393,22 @@ class LearnerProcess:
         if self.gone is not None:
             raise LearnerGone(self.gone)
         try:
+            conn = self._connection()
             if request is None:
-                self.conn.send_bytes(_FINISH)
+                conn.send_bytes(_FINISH)
             else:
-                self.conn.send_bytes(pickle.dumps(request, protocol=pickle.HIGHEST_PROTOCOL))
+                out = io.BytesIO()
+                _Handles(out, self).dump(request)
+                conn.send_bytes(out.getvalue())
             with control.away():
-                data = self.conn.recv_bytes(MAX_REPLY)
+                data = conn.recv_bytes(MAX_REPLY)
         except (EOFError, OSError):
             self.gone = _("the process that runs your code ended ({how}) while {what}").format(
                 how=procs.describe_exit(self._exit_status()), what=_describe(request)
             )
             raise LearnerGone(self.gone) from None
         try:
-            reply = _Strict(data, request.passed if request is not None else []).load()
+            reply = _Strict(data, request.passed if request is not None else [], self).load()
         except Exception as exc:  # noqa: BLE001 - anything garbled is the learner's doing
             self.gone = _("the process that runs your code answered {what} with {why}").format(
                 what=_describe(request), why=f"data that is not plain ({exc})"
@@ -295,19 +436,58 @@ class LearnerProcess:
                 return None
             time.sleep(0.01)
 
-    def attribute(self, name: str) -> Any:
+    def foreign(self, handle: int, kind: str, shown: str) -> Foreign:
+        """The stand-in for the learner's object ``handle``: the same one each time."""
+        with self._guard:
+            found = self._foreign.get(handle)
+            if found is None:
+                found = self._foreign[handle] = Foreign(kind, shown, self, handle)
+            return found
+
+    def attribute(self, name: str, of: Foreign | None = None) -> Any:
+        """The learner module's attribute ``name`` (or that of the object ``of``). A
+        function or method is looked up once: each call is then one round trip."""
         __tracebackhide__ = True
-        reply = self._ask(Request("attr", name))
+        handle = of._handle if of is not None else None
+        known = self._functions.get((handle, name))
+        if known is not None:
+            return known
+        reply = self._ask(Request("attr", name, handle=handle))
         if reply == ("function",):
-            return RemoteFunction(self, name)
+            function = self._functions[handle, name] = RemoteFunction(self, name, handle)
+            return function
         return self._result(reply, name)
 
-    def call(self, name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    def call(
+        self, name: str, args: tuple[Any, ...], kwargs: dict[str, Any], handle: int | None = None
+    ) -> Any:
         __tracebackhide__ = True
         passed: list[Any] = []
         _passed_objects((args, kwargs), passed, set())
-        request = Request("call", name, args, kwargs, CallContext.here(), passed)
+        request = Request("call", name, args, kwargs, CallContext.here(), passed, handle)
         return self._result(self._ask(request), name)
+
+    def is_instance(self, obj: Any, name: str) -> bool:
+        """``isinstance(obj, <the learner's class name>)``, asked over there."""
+        if type(obj) is not Foreign or obj._learner is not self:
+            return False
+        return (
+            self._result(self._ask(Request("isinstance", name, handle=obj._handle)), name) is True
+        )
+
+    def probe(self, function: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        """Run the test's own ``function`` (see :func:`learner_side`) in the learner process."""
+        __tracebackhide__ = True
+        where = f"{function.__module__}:{function.__qualname__}"
+        passed: list[Any] = []
+        _passed_objects((args, kwargs), passed, set())
+        request = Request("probe", where, args, kwargs, CallContext.here(), passed)
+        return self._result(self._ask(request), function.__name__)
+
+    def flush(self) -> None:
+        """Have the learner process write out what its threads have traced so far."""
+        __tracebackhide__ = True
+        self._ask(Request("flush"))
 
     def _result(self, reply: tuple[Any, ...], name: str) -> Any:
         __tracebackhide__ = True
@@ -322,6 +502,11 @@ class LearnerProcess:
     def finish(self) -> list[leaks.Leak]:
         """The test body has returned: what the learner's code left behind, as seen in its
         own process (then the learner process waits to be ended with the test)."""
+        with self._guard:  # the other threads' connections end: their threads over there too
+            for conn in self._conns.values():
+                if conn is not self.conn:
+                    conn.close()
+            self._opener.close()
         try:
             reply = self._ask(None)
         except LearnerGone:
@@ -383,24 +568,49 @@ class LearnerTodo(Exception):
 
 @final
 class RemoteFunction:
-    """A learner function, called in the learner process."""
+    """A learner function or class, or a method of one of the learner's objects, called in
+    the learner process. ``isinstance(obj, kata.SomeClass)`` asks over there."""
 
-    def __init__(self, learner: LearnerProcess, name: str) -> None:
+    def __init__(self, learner: LearnerProcess, name: str, handle: int | None = None) -> None:
         self._learner = learner
+        self._handle = handle
         self.__name__ = self.__qualname__ = name
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         __tracebackhide__ = True
-        return self._learner.call(self.__name__, args, kwargs)
+        return self._learner.call(self.__name__, args, kwargs, self._handle)
+
+    def __instancecheck__(self, obj: Any) -> bool:
+        return self._handle is None and self._learner.is_instance(obj, self.__name__)
 
     def __repr__(self) -> str:
-        return f"<function {self.__name__} in the learner's process>"
+        return f"<{self.__name__} in the learner's process>"
+
+
+def learner_side(function: Callable[..., Any]) -> Callable[..., Any]:
+    """For a test module's own helper that must look at the learner's objects where they
+    live (its threads, their stacks, a spy on ``socket``): ``function(kata, *args)`` runs in
+    the learner's process when the test body runs apart from learner code, and returns its
+    result from there as plain data (the learner's objects as stand-ins); here, it is just
+    called. The helper must be defined at the top level of the test module."""
+
+    @functools.wraps(function)
+    def run(kata: Any, *args: Any, **kwargs: Any) -> Any:
+        __tracebackhide__ = True
+        learner = active()
+        if learner is None:
+            return function(kata, *args, **kwargs)
+        return learner.probe(function, args, kwargs)
+
+    return run
 
 
 # -- the learner process's side ----------------------------------------------------------
 
 
-def _serve(conn: Connection, spec: SandboxSpec, group: TestGroup | None) -> NoReturn:
+def _serve(
+    conn: Connection, opener: Connection, spec: SandboxSpec, group: TestGroup | None
+) -> NoReturn:
     """The learner process's whole life: become the learner, then answer until told to end."""
     global _current
     _current = None
@@ -415,21 +625,26 @@ def _serve(conn: Connection, spec: SandboxSpec, group: TestGroup | None) -> NoRe
         if who is not None:
             privilege.become(who, spec.rundir)
         boot.register("test process", role="test")
+        side = _Side(spec)
+        opening = threading.Thread(
+            target=side.open_channels, args=(opener,), name="pytest-katas-channels", daemon=True
+        )
+        opening.start()
         baseline = leaks.Baseline.take()
-        own = {conn.fileno()}
         while True:
             try:
                 data = conn.recv_bytes()
             except EOFError:
                 break
             if data == _FINISH:
-                trace.flush()
+                side.end()
+                own = {conn.fileno(), *side.open_fds()}
                 found = leaks.find_leaks(baseline, own, spec.rundir, spec.target.kata.relpath)
                 conn.send_bytes(_dump(("leaks", [(x.what, x.description) for x in found]), {}))
                 with contextlib.suppress(EOFError, OSError):
                     conn.recv_bytes()  # nothing more comes: wait to be ended with the test
                 break
-            conn.send_bytes(_reply(data, spec))
+            conn.send_bytes(side.reply(data, main=True))
     except BaseException:  # noqa: BLE001 - the test process reports a learner process that died
         traceback.print_exc()
         code = os.EX_SOFTWARE
@@ -440,57 +655,156 @@ def _serve(conn: Connection, spec: SandboxSpec, group: TestGroup | None) -> NoRe
     os._exit(code)
 
 
-def _reply(data: bytes, spec: SandboxSpec) -> bytes:
-    """The answer to one request, pickled. Nothing of the call outlives this function (the
-    learner's result, the test's arguments): what is still alive at the end of the test
-    is what learner code kept."""
-    try:
-        request = pickle.loads(data)  # noqa: S301 - from the test process
-    except Exception as exc:  # noqa: BLE001 - an argument that does not arrive whole
-        return _dump(_raised(exc), {})
-    reply, passed = _answer(request, spec)
-    trace.flush()
-    try:
-        return _dump(reply, passed)
-    except Exception as exc:  # noqa: BLE001 - a result that cannot be sent
-        return _dump(_raised(exc), {})
+@final
+class _Side:
+    """What the learner process keeps between requests: the objects the test holds
+    stand-ins for, the schedule noise in force, the connections of the test's threads."""
+
+    def __init__(self, spec: SandboxSpec) -> None:
+        self.spec = spec
+        self.kept = _Kept()
+        self.fds: set[int] = set()
+        self.guard = threading.Lock()
+        self.noise: tuple[int, int] | None = None
+        self.noisy = contextlib.ExitStack()
+
+    def open_channels(self, opener: Connection) -> None:
+        """Serve each connection the test process opens for one of its threads, in a
+        thread named like that one (its name shows in the trace as the test's own)."""
+        while True:
+            try:
+                name = opener.recv_bytes(1024).decode("utf-8", "replace")
+                fd = reduction.recv_handle(opener)
+            except (EOFError, OSError):
+                return
+            with self.guard:
+                self.fds.add(fd)
+            threading.Thread(target=self._channel, args=(fd,), name=name, daemon=True).start()
+
+    def _channel(self, fd: int) -> None:
+        try:
+            with Connection(fd) as conn:
+                while True:
+                    try:
+                        data = conn.recv_bytes()
+                    except (EOFError, OSError):
+                        return
+                    conn.send_bytes(self.reply(data, main=False))
+        finally:
+            with self.guard:
+                self.fds.discard(fd)  # closed: the number may be the learner's next
+
+    def open_fds(self) -> set[int]:
+        with self.guard:
+            return set(self.fds)
+
+    def end(self) -> None:
+        """The test has ended: what the test held goes, and so does the noise."""
+        self.kept.clear()
+        with self.guard:
+            self.noisy.close()
+            self.noise = None
+        trace.flush()
+
+    def reply(self, data: bytes, main: bool) -> bytes:
+        """The answer to one request, pickled. Nothing of the call outlives this function
+        but what the test keeps a stand-in for: what is still alive at the end of the test
+        is what learner code kept."""
+        try:
+            request = _Request(data, self.kept).load()
+        except Exception as exc:  # noqa: BLE001 - an argument that does not arrive whole
+            return _dump(_raised(exc), {})
+        reply, passed = self._answer(request, main)
+        trace.flush()
+        try:
+            return _dump(reply, passed, self.kept)
+        except Exception as exc:  # noqa: BLE001 - a result that cannot be sent
+            return _dump(_raised(exc), {})
+
+    def _answer(self, request: Request, main: bool) -> tuple[tuple[Any, ...], dict[int, int]]:
+        spec = self.spec
+        passed = {id(obj): number for number, obj in enumerate(request.passed)}
+        owner = spec.target if request.handle is None else self.kept.get(request.handle)
+        try:
+            if request.op == "flush":
+                return ("ok", None), {}
+            if request.op == "attr":
+                value = getattr(owner, request.name)
+                return (("function",) if callable(value) else ("ok", value)), {}
+            if request.op == "isinstance":
+                cls = getattr(spec.target, request.name)
+                return ("ok", isinstance(owner, cls) if isinstance(cls, type) else False), {}
+            if request.op == "probe":
+                module, _, qualname = request.name.partition(":")
+                function: Any = sys.modules[module]
+                for part in qualname.split("."):
+                    function = getattr(function, part)
+                function = getattr(function, "__wrapped__", function)
+                args: tuple[Any, ...] = (spec.target, *request.args)
+            else:
+                function = getattr(owner, request.name)
+                args = _exit_args(request) if request.name == "__exit__" else request.args
+            assert request.context is not None
+            with self._context(request.context, main):
+                return ("ok", function(*args, **request.kwargs)), passed
+        except control.Deadlocked:
+            from pytest_katas import stress
+
+            stress._stop_children()
+            return ("deadlocked",), {}
+        except KataFailure as exc:
+            return ("failure", exc.kind.value, str(exc), exc.seed, exc.traced), {}
+        except TargetImportError as exc:
+            return ("broken", str(exc)), {}
+        except AttributeError as exc:
+            if request.op == "attr":
+                return ("missing", str(exc)), {}
+            return _raised(exc), {}
+        except NotImplementedError as exc:
+            kata, path = spec.target.kata, spec.target.path
+            text = describe_not_implemented(kata, path, exc.__traceback__, spec.test_name)
+            return (("todo", text) if text is not None else _raised(exc)), {}
+        except BaseException as exc:  # noqa: BLE001 - every exception of learner code is reported
+            return _raised(exc), {}
+
+    @contextlib.contextmanager
+    def _context(self, context: CallContext, main: bool) -> Iterator[None]:
+        """Set what the test process had set around the call (see :class:`CallContext`).
+        The noise stays on after the call, until a request says otherwise: threads the
+        learner's code started (a server's) go on running between calls."""
+        multiprocessing.set_start_method(context.start_method, force=True)
+        trace.set_tracing(context.tracing)
+        trace.generation = context.generation
+        with self.guard:
+            if context.noise != self.noise:
+                self.noisy.close()
+                self.noise = context.noise
+                if context.noise is not None:
+                    self.noisy.enter_context(schedule.noise(*context.noise))
+        with coordinate.taking_part() if main else contextlib.nullcontext():
+            yield
 
 
-def _dump(reply: tuple[Any, ...], passed: dict[int, int]) -> bytes:
+def _exit_args(request: Request) -> tuple[Any, ...]:
+    """``__exit__``'s arguments: an exception told by name is one of a class of that name."""
+    if len(request.args) == 3 and request.args[0] == _EXIT:
+        name, message = str(request.args[1]), str(request.args[2])
+        kind = getattr(builtins, name, None)
+        if not (isinstance(kind, type) and issubclass(kind, BaseException)):
+            kind = type(name, (Exception,), {})
+        try:
+            exc = kind(message)
+        except Exception:  # noqa: BLE001 - a builtin that wants other arguments
+            kind = type(name, (Exception,), {})
+            exc = kind(message)
+        return kind, exc, None
+    return request.args
+
+
+def _dump(reply: tuple[Any, ...], passed: dict[int, int], kept: _Kept | None = None) -> bytes:
     out = io.BytesIO()
-    _Plain(out, passed).dump(reply)
+    _Plain(out, passed, kept).dump(reply)
     return out.getvalue()
-
-
-def _answer(request: Request, spec: SandboxSpec) -> tuple[tuple[Any, ...], dict[int, int]]:
-    passed = {id(obj): number for number, obj in enumerate(request.passed)}
-    try:
-        if request.op == "attr":
-            value = getattr(spec.target, request.name)
-            return (("function",) if callable(value) else ("ok", value)), {}
-        function = getattr(spec.target, request.name)
-        assert request.context is not None
-        with _context(request.context):
-            return ("ok", function(*request.args, **request.kwargs)), passed
-    except control.Deadlocked:
-        from pytest_katas import stress
-
-        stress._stop_children()
-        return ("deadlocked",), {}
-    except KataFailure as exc:
-        return ("failure", exc.kind.value, str(exc), exc.seed, exc.traced), {}
-    except TargetImportError as exc:
-        return ("broken", str(exc)), {}
-    except AttributeError as exc:
-        if request.op == "attr":
-            return ("missing", str(exc)), {}
-        return _raised(exc), {}
-    except NotImplementedError as exc:
-        kata, path = spec.target.kata, spec.target.path
-        text = describe_not_implemented(kata, path, exc.__traceback__, spec.test_name)
-        return (("todo", text) if text is not None else _raised(exc)), {}
-    except BaseException as exc:  # noqa: BLE001 - every exception of learner code is reported
-        return _raised(exc), {}
 
 
 def _raised(exc: BaseException) -> tuple[Any, ...]:
@@ -503,16 +817,3 @@ def _raised(exc: BaseException) -> tuple[Any, ...]:
     except Exception:  # noqa: BLE001 - a learner's __str__ may raise
         message = ""
     return ("raised", type(exc).__name__, message[:2000], frames[-20:])
-
-
-@contextlib.contextmanager
-def _context(context: CallContext) -> Iterator[None]:
-    """Set what the test process had set around the call (see :class:`CallContext`)."""
-    multiprocessing.set_start_method(context.start_method, force=True)
-    trace.set_tracing(context.tracing)
-    trace.generation = context.generation
-    with contextlib.ExitStack() as stack:
-        if context.noise is not None:
-            stack.enter_context(schedule.noise(*context.noise))
-        stack.enter_context(coordinate.taking_part())  # if a controlled run is on
-        yield

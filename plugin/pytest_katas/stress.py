@@ -382,6 +382,12 @@ class _Run:
         if coordinator is not None and len(coordinator.tasks) > 1:
             labels = ["test"] + [f"process {t.index}" for t in coordinator.tasks[1:]]
             return cls(coordinator.log, labels, "process", lost, coordinator.deadlock)
+        if lost is None and len(sched.tasks) > 1 and remote.active() is not None:
+            # Only the test's own threads were scheduled here; the learner's run free.
+            lost = (
+                "the threads of your code run in a process of their own, apart from the "
+                "test's, where the plugin does not schedule them"
+            )
         return cls(sched.log, _labels(sched), "thread", lost, sched.deadlock)
 
 
