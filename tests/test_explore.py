@@ -595,7 +595,11 @@ def test_a_sleep_in_a_scheduled_process_costs_no_time_either(pytester):
     write_kata(pytester, NAPPING_WORKERS, textwrap.dedent(PROCESSES_TEST), timeout=90)
     result = pytester.runpytest_subprocess("katas/demo", "-rA", "--kata-stress-budget=60")
     result.assert_outcomes(passed=1)
-    result.stdout.fnmatch_lines(["all * schedule(s) with at most 2 preemption(s) passed*"])
+    # Every schedule on a free machine; on a very busy one the search may reach its time
+    # limit first (one run saw 50 of them in 182 s): still two hours of naps in each.
+    text = result.stdout.str()
+    said = re.search(r"(\d+) schedule\(s\) with at most 2 preemption\(s\) passed", text)
+    assert said is not None and int(said.group(1)) >= 10, text[-2000:]
 
 
 LOCK_ORDER_PROCESSES = """
