@@ -62,7 +62,7 @@ def test_any_other_object_comes_back_as_a_stand_in_equal_only_to_itself():
     back = _round_trip([Sneaky(3), object(), lambda: 1])
     assert all(isinstance(item, remote.Foreign) for item in back)
     assert back[0] != 3 and back[0] == back[0]
-    assert back[0].kind.endswith("Sneaky") and repr(back[0]) == "3"
+    assert back[0]._kind.endswith("Sneaky") and repr(back[0]) == "3"
 
 
 def test_a_defaultdict_of_the_learners_own_factory_comes_back_with_its_items():

@@ -3,18 +3,20 @@ learner's code (``oracle = "apart"`` in its kata.toml, while ``katas grade`` gra
 
 The test process forks the *learner process* before the test body starts. That process
 joins the test's cgroup, drops to the learner's user, imports the learner's module when the
-test first touches it, and from then on calls the learner's functions for the test body,
-one request at a time. The test body itself, the trace's audit and the verdict stay in the
-test process, which keeps root: learner code can neither signal it, trace it, read its
-memory nor write its result.
+test first touches it, and from then on calls the learner's functions for the test body:
+one request at a time per thread of the test, each thread over a connection of its own. The
+test body itself, the trace's audit and the verdict stay in the test process, which keeps
+root: learner code can neither signal it, trace it, read its memory nor write its result.
 
 What crosses back is plain data, and only that: a reply is unpickled with no class but the
 builtin containers and the standard library's (``collections.Counter``, ``OrderedDict``,
 ``defaultdict``, ``deque``), so an ``int`` subclass that equals anything cannot come back,
 and nothing the learner sends can run code here. An object the test body passed in comes
 back as that very object (a copy in the learner's process stands for it); any other object
-comes back as a :class:`Foreign` stand-in that equals nothing but itself. A reply that is
-missing, late or garbled is a failure, never a pass.
+comes back as a :class:`Foreign` stand-in that equals nothing but itself, whose methods are
+called over there (the learner process keeps the object until the test ends). A reply that
+is missing, late or garbled is a failure, never a pass. A test helper marked
+:func:`learner_side` runs over there, to look at what only that process can see.
 
 What the test body's stress harness sets around a call in its own process (the trace's
 generation, schedule noise, the start method) is handed over with each request and set the
@@ -135,13 +137,14 @@ class Foreign:
     def __init__(
         self, kind: str, shown: str, learner: LearnerProcess | None = None, handle: int = -1
     ) -> None:
-        self.kind = kind
-        self.shown = shown
+        # Underscored: the learner's own attributes (a server's ``kind``) are looked up there.
+        self._kind = kind
+        self._shown = shown
         self._learner = learner
         self._handle = handle
 
     def __repr__(self) -> str:
-        return self.shown
+        return self._shown
 
     def __getattr__(self, name: str) -> Any:
         __tracebackhide__ = True
