@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any, Final, final
 
 import pytest_katas
-from pytest_katas import box, catalog, grading, manifest, waits
+from pytest_katas import box, catalog, grading, manifest, privilege, waits
 from pytest_katas.catalog import Kata, KataError
 
 __all__ = ["GradeOptions", "Graded", "grade_all", "grade_one", "stage"]
@@ -208,10 +208,10 @@ def _box_spec(workdir: Path, out: Path, user: str | None, checkout: Path) -> box
         "LANG": "C.UTF-8",
         "PYTHONDONTWRITEBYTECODE": "1",
         "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1",
-        "PYTEST_KATA_BOXED": "1",
+        privilege.ENV_BOXED: "1",
     }
     if user:
-        env["PYTEST_KATA_LEARNER_USER"] = user
+        env[privilege.ENV_USER] = user
     return box.BoxSpec(
         readonly=[workdir / "repo"],
         writable=[out],

@@ -299,14 +299,14 @@ class RunRecorder:
 
     @classmethod
     def begin(cls, config: pytest.Config, katas: Iterable[Kata]) -> RunRecorder | None:
-        from pytest_katas import settings
+        from pytest_katas import privilege, settings
 
         try:
             target = settings.of(config).target
         except Exception:  # noqa: BLE001 - a bad option is reported elsewhere; record nothing
             return None
         option = config.option
-        if os.environ.get("PYTEST_KATA_BOXED"):  # katas grade: a read-only copy, not a learner's
+        if os.environ.get(privilege.ENV_BOXED):  # katas grade: a read-only copy, not a learner's
             return None
         if target != "katas" or any(
             getattr(option, o, False) for o in ("collectonly", "setuponly", "setupplan")
