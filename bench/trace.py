@@ -124,6 +124,10 @@ def hang() -> None:
     _write("hang", rows)
 
 
+# The board's header: "= kata board =", or "= kata board: <target> (not your progress) =".
+_BOARD = re.compile(r"=+ kata board[ :=]")
+
+
 def _sections(stdout: str) -> list[int]:
     parts = _SECTION.split(stdout)
     return [body.count("\n") for body in parts[2::2]]
@@ -140,7 +144,7 @@ def lines() -> None:
         cells = []
         for mode in ("on", "off"):
             _, _, stdout = _pytest(kata, str(path), f"--kata-trace={mode}", "--kata-timeout=5")
-            body = stdout.split("= kata board =")[0]
+            body = _BOARD.split(stdout, maxsplit=1)[0]  # the failures, not the board after
             sizes = _sections(body) or [0]
             cells.append((len(_sections(body)), statistics.median(sizes), max(sizes)))
         (n, med_on, max_on), (_, med_off, max_off) = cells
