@@ -675,3 +675,41 @@ def test_a_forkserver_child_boots_without_runpys_warning(pytester):
     )
     result.assert_outcomes(passed=1)
     assert "found in sys.modules" not in result.stdout.str()
+
+
+# -- the test's result, as the supervisor reads it -------------------------------------------
+
+
+def _read_back(tmp_path, outcome: object, nonce: object) -> str:
+    from types import SimpleNamespace
+
+    from pytest_katas import supervise
+    from pytest_katas.channel import ResultRecord, RunDir
+
+    rundir = RunDir(tmp_path)
+    rundir.write_result(ResultRecord(outcome, nonce))
+    watch = SimpleNamespace(spec=SimpleNamespace(rundir=rundir, nonce="proof"), reaped={}, pid=1)
+    found = supervise._finished(watch)  # type: ignore[arg-type]
+    return f"{found.status} {found.kind.name.lower() if found.kind else ''}: {found.message}"
+
+
+def test_a_result_with_its_proof_is_the_tests_verdict(tmp_path):
+    from pytest_katas.verdict import Outcome
+
+    outcome = Outcome(status="passed", kind=None, message="", details="").to_json()
+    assert _read_back(tmp_path, outcome, "proof") == "passed : "
+
+
+@pytest.mark.parametrize(
+    ("outcome", "nonce", "why"),
+    [
+        ({"status": "passed"}, None, "does not carry the proof"),
+        ({"status": "passed"}, 12345, "does not carry the proof"),
+        (["passed"], "proof", "not in the form the test process writes"),
+        ({"status": "passed", "kind": None}, "proof", "not in the form the test process writes"),
+    ],
+    ids=["no proof", "a proof that is not text", "not an object", "fields missing"],
+)
+def test_a_result_without_the_proof_or_in_another_form_is_tampered(tmp_path, outcome, nonce, why):
+    assert _read_back(tmp_path, outcome, nonce).startswith("failed tampered: "), why
+    assert why in _read_back(tmp_path, outcome, nonce)

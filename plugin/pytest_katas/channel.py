@@ -41,6 +41,7 @@ __all__ = [
     "Ended",
     "Exited",
     "PoolFailure",
+    "ResultRecord",
     "ProcessInfo",
     "Raised",
     "RunDir",
@@ -130,6 +131,17 @@ class PoolFailure:
 
     pid: int
     traceback: str
+
+
+@final
+@dataclasses.dataclass(frozen=True)
+class ResultRecord:
+    """What the test process writes once its test is over: the outcome (as
+    ``verdict.Outcome.to_json()`` gives it) and the proof the supervisor handed it. Read
+    back as it was found: the supervisor checks both, field by field."""
+
+    outcome: Any
+    nonce: Any
 
 
 @final
@@ -375,15 +387,18 @@ class RunDir:
     def body_done(self) -> bool:
         return (self.path / "body-done").exists()
 
-    def write_result(self, data: dict[str, Any]) -> None:
-        self._atomic("result.json", json.dumps(data))
+    def write_result(self, result: ResultRecord) -> None:
+        self._atomic("result.json", json.dumps(dataclasses.asdict(result)))
 
-    def read_result(self) -> dict[str, Any] | None:
+    def read_result(self) -> ResultRecord | None:
+        """The test's result, if a file of that name holds a JSON object (of any keys)."""
         try:
             data = json.loads((self.path / "result.json").read_text(encoding="utf-8"))
         except (OSError, ValueError):
             return None
-        return data if isinstance(data, dict) else None
+        if not isinstance(data, dict):
+            return None
+        return ResultRecord(data.get("outcome"), data.get("nonce"))
 
     # -- stacks ----------------------------------------------------------------------------
 

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Final, NoReturn
 import pytest
 
 from pytest_katas import boot, findings, integrity, leaks, remote, stress
-from pytest_katas.channel import RunDir, RunState
+from pytest_katas.channel import ResultRecord, RunDir, RunState
 from pytest_katas.loader import KataTarget, TargetImportError, describe_not_implemented
 from pytest_katas.messages import _
 from pytest_katas.verdict import KataFailure, Kind, Outcome
@@ -265,7 +265,7 @@ def run_sandbox(
                 found = leaks.find_leaks(baseline, set(), spec.rundir, spec.target.kata.relpath)
             if found:
                 _add_leaks(outcome, found)
-        spec.rundir.write_result({**outcome.to_json(), "nonce": _read_nonce(spec)})
+        spec.rundir.write_result(ResultRecord(outcome.to_json(), _read_nonce(spec)))
     except BaseException:  # noqa: BLE001 - the supervisor reports a sandbox that died silently
         traceback.print_exc()
         code = os.EX_SOFTWARE

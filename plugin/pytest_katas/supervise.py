@@ -370,10 +370,12 @@ def _sample(watch: _Watch) -> dict[int, stacks.ProcessStack]:
 def _finished(watch: _Watch) -> Outcome:
     result = watch.spec.rundir.read_result()
     if result is not None:
-        if result.pop("nonce", None) != watch.spec.nonce:
+        if type(result.nonce) is not str or result.nonce != watch.spec.nonce:
             return _forged(N_("it does not carry the proof that the test process wrote it"))
         try:
-            return _checked(Outcome.from_json(result))
+            if type(result.outcome) is not dict:
+                raise TypeError("outcome")
+            return _checked(Outcome.from_json(result.outcome))
         except (TypeError, ValueError, KeyError, AttributeError):
             return _forged(N_("it is not in the form the test process writes"))
     how = procs.describe_exit(watch.reaped.get(watch.pid))
