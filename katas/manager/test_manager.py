@@ -320,6 +320,8 @@ def test_count_down_workers_each_subtract_through_the_manager_dict(kata):
     for worker in seen.children():
         if _proxy_writes(seen, worker.pid, "count"):
             continue
+        if worker.ended_ts is None:  # still at work: that it was not joined is another test's
+            continue
         others = [e for e in _proxy_writes(seen, key="count") if e.pid != worker.pid]
         by = sorted({f"{seen.name(e.pid)} at {seen.line(e.site)}" for e in others})
         who = f"; it was written only by {', '.join(by)}" if by else ""
