@@ -145,6 +145,11 @@ def _in_recv(kata, idents: list[int]) -> list[int]:
     return [ident for ident in idents if _waits_in_recv(ident)]
 
 
+def _blocked_in_recv(kata, idents: list[int]) -> set[int]:
+    """_in_recv(), without asking at all when there is nobody to ask about."""
+    return set(_in_recv(kata, sorted(set(idents)))) if idents else set()
+
+
 _MARKS: list[set[threading.Thread]] = []  # the threads alive at each _mark_threads()
 
 
@@ -233,7 +238,7 @@ def _unsent(kata) -> str | None:
         last[key] = event
     else:  # still the last thing that thread did there: is it now waiting in recv()?
         short = [e for e in last.values() if _short(e)]
-        waiting = set(_in_recv(kata, [e.tid for e in short])) if short else set()
+        waiting = _blocked_in_recv(kata, [e.tid for e in short])
         found = next((e for e in short if e.tid in waiting), None)
         then = "waited in recv()"
     if found is None:
@@ -262,8 +267,7 @@ def _holding(kata) -> str | None:
             held[event.obj] = held.get(event.obj, 0) - sent
         threads.setdefault(event.obj, {})[event.actor] = event.tid
     busy = [conn for conn, size in held.items() if size > 0]
-    tids = sorted({tid for conn in busy for tid in threads[conn].values()})
-    waiting = set(_in_recv(kata, tids)) if tids else set()
+    waiting = _blocked_in_recv(kata, [tid for conn in busy for tid in threads[conn].values()])
     for conn, size in held.items():
         if size > 0 and all(tid in waiting for tid in threads[conn].values()):
             return (
@@ -280,8 +284,7 @@ def _accepter_serving(kata) -> str | None:
     while it waits there, nobody accepts the next client. What was seen, or None."""
     seen = observed(kata)
     accepters = {e.actor: e for e in seen.events("accept")}
-    tids = sorted({e.tid for e in accepters.values()})
-    waiting = set(_in_recv(kata, tids)) if tids else set()
+    waiting = _blocked_in_recv(kata, [e.tid for e in accepters.values()])
     for actor, accepted in accepters.items():
         if accepted.tid in waiting:
             name = seen.history.actor(*actor).name

@@ -465,10 +465,7 @@ class LearnerProcess:
         self, name: str, args: tuple[Any, ...], kwargs: dict[str, Any], handle: int | None = None
     ) -> Any:
         __tracebackhide__ = True
-        passed: list[Any] = []
-        _passed_objects((args, kwargs), passed, set())
-        request = Request("call", name, args, kwargs, CallContext.here(), passed, handle)
-        return self._result(self._ask(request), name)
+        return self._invoke("call", name, args, kwargs, handle, name)
 
     def is_instance(self, obj: Any, name: str) -> bool:
         """``isinstance(obj, <the learner's class name>)``, asked over there."""
@@ -482,10 +479,23 @@ class LearnerProcess:
         """Run the test's own ``function`` (see :func:`learner_side`) in the learner process."""
         __tracebackhide__ = True
         where = f"{function.__module__}:{function.__qualname__}"
+        return self._invoke("probe", where, args, kwargs, None, function.__name__)
+
+    def _invoke(
+        self,
+        op: str,
+        name: str,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        handle: int | None,
+        shown: str,
+    ) -> Any:
+        """A call over there, with the context set here around it (see :class:`CallContext`)."""
+        __tracebackhide__ = True
         passed: list[Any] = []
         _passed_objects((args, kwargs), passed, set())
-        request = Request("probe", where, args, kwargs, CallContext.here(), passed)
-        return self._result(self._ask(request), function.__name__)
+        request = Request(op, name, args, kwargs, CallContext.here(), passed, handle)
+        return self._result(self._ask(request), shown)
 
     def flush(self) -> None:
         """Have the learner process write out what its threads have traced so far."""

@@ -372,12 +372,13 @@ def _finished(watch: _Watch) -> Outcome:
     if result is not None:
         if type(result.nonce) is not str or result.nonce != watch.spec.nonce:
             return _forged(N_("it does not carry the proof that the test process wrote it"))
+        form = N_("it is not in the form the test process writes")
+        if type(result.outcome) is not dict:
+            return _forged(form)
         try:
-            if type(result.outcome) is not dict:
-                raise TypeError("outcome")
             return _checked(Outcome.from_json(result.outcome))
         except (TypeError, ValueError, KeyError, AttributeError):
-            return _forged(N_("it is not in the form the test process writes"))
+            return _forged(form)
     how = procs.describe_exit(watch.reaped.get(watch.pid))
     return Outcome(
         "failed",
