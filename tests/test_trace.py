@@ -6,11 +6,12 @@ from __future__ import annotations
 
 import json
 import textwrap
+import threading
 
 import pytest
 
 from conftest import write_kata
-from pytest_katas import channel
+from pytest_katas import channel, trace
 from pytest_katas.channel import RunDir
 
 
@@ -432,3 +433,42 @@ def test_learner_code_that_finds_a_thread_dead_has_waited_for_it_but_a_test_has_
         """,
     )
     result.assert_outcomes(passed=2)
+
+
+def test_a_finalizer_run_inside_a_trace_write_blocks_no_thread_and_loses_no_event(tmp_path):
+    # Writing a batch allocates, and the garbage collector may then run a finalizer right
+    # there: an unclosed Pool's, which waits for the pool's handler threads to end, and they
+    # record, write and free their slots on the way. Neither they nor a hook inside the
+    # finalizer may wait for the write that runs it (a pool never closed hung that way).
+    rundir = RunDir(tmp_path)
+    rec = trace.Recorder(rundir)
+    write = rundir.append_trace
+    inside: list[bool] = []
+
+    def handler_thread():
+        ident = threading.get_ident()
+        rec.events.append([2, ident, "send", "inq", -1, None])
+        rec.flush()  # before it blocks, as trace.wait_begin does
+        rec.slot(ident)
+        rec.release_slot(ident)  # as it ends
+
+    def append_trace(fd, batch):
+        if not inside:
+            inside.append(True)
+            handler = threading.Thread(target=handler_thread)
+            handler.start()
+            handler.join(timeout=5)
+            inside.append(not handler.is_alive())
+            rec.events.append([3, threading.get_ident(), "pend", "", -1, None])
+            rec.flush()  # a hook inside the finalizer
+        write(fd, batch)
+
+    rundir.append_trace = append_trace  # type: ignore[method-assign]
+    rec.events.append([1, threading.get_ident(), "open", "pool", -1, None])
+    writer = threading.Thread(target=rec.flush, daemon=True)
+    writer.start()
+    writer.join(timeout=10)
+    assert not writer.is_alive(), "the write that ran the finalizer never ended"
+    assert inside == [True, True], "the handler thread waited for the write that waits for it"
+    rec.flush(wait=5)
+    assert sorted(event[0] for event in rundir.read_trace(rec.pid)) == [1, 2, 3]

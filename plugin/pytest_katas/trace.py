@@ -52,6 +52,9 @@ __all__ = [
 SITE_BASE: Final = 1_000_000
 EVENT_CAP: Final = 100_000
 _FLUSH_AT: Final = 4096  # events buffered before a write
+# How long a check about to read the trace waits for another thread's write to end. A write
+# takes milliseconds; one stuck for longer is a finalizer run inside it (Recorder.flush).
+FLUSH_WAIT: Final = 5.0
 
 _get_ident = _thread.get_ident
 _now = time.monotonic_ns
@@ -116,7 +119,15 @@ class Recorder:
         self.slots: dict[int, int] = {}
         self.depth: dict[int, int] = {}
         self.free = list(range(channel.SLOTS - 1, -1, -1))
+        # Writing a batch allocates, and an allocation may start the garbage collector,
+        # which runs finalizers right there: a Pool's closes the pool and waits for its
+        # handler threads, which record events too. So the lock that keeps batches in order
+        # is never waited for by a thread that only wants its events out (it leaves them to
+        # the writer), nor taken twice by one thread; and the slots have a lock of their own
+        # under which nothing is allocated.
         self.guard = _thread.allocate_lock()
+        self.writer: int | None = None
+        self.slot_guard = _thread.allocate_lock()
 
     def name_thread(self, ident: int) -> None:
         self.names.add(ident)
@@ -124,10 +135,17 @@ class Recorder:
         name = thread.name if thread is not None else f"thread-{ident}"
         self.events.append([_now(), ident, "thread", ident, -1, name])
 
-    def flush(self) -> None:
-        if self.fd is None or not self.events:
+    def flush(self, wait: float = 0.0) -> None:
+        """Write out the events so far. Another thread writing them already takes ours
+        too, unless they came after its last look: with ``wait`` seconds, wait that long for
+        it to finish first (a check about to read the trace)."""
+        me = _get_ident()
+        if self.fd is None or not self.events or self.writer == me:
             return
-        with self.guard:
+        if not (self.guard.acquire(timeout=wait) if wait > 0 else self.guard.acquire(False)):
+            return
+        self.writer = me
+        try:
             batch = []
             pop = self.events.popleft
             try:
@@ -137,6 +155,9 @@ class Recorder:
                 pass
             if batch:
                 self.rundir.append_trace(self.fd, batch)
+        finally:
+            self.writer = None
+            self.guard.release()
 
     def cap(self) -> None:
         self.capped = True
@@ -146,30 +167,27 @@ class Recorder:
     def slot(self, ident: int) -> int | None:
         slot = self.slots.get(ident)
         if slot is None:
-            with self.guard:
-                if not self.free:
-                    self._reclaim()
+            # The threads gone, found before the lock is taken (that allocates).
+            alive = threading._active  # type: ignore[attr-defined]
+            gone = [] if self.free else [i for i in list(self.slots) if i not in alive]
+            with self.slot_guard:
+                for dead in gone:
+                    self._free(self.slots.pop(dead, None))
                 if not self.free:
                     return None
                 slot = self.slots[ident] = self.free.pop()
         return slot
 
-    def _reclaim(self) -> None:
-        alive = set(threading._active)  # type: ignore[attr-defined]
-        for ident, slot in list(self.slots.items()):
-            if ident not in alive:
-                del self.slots[ident]
-                self.free.append(slot)
-                if self.table is not None:
-                    self.table.set(slot, 0, 0, 0, 0, -1, "", "")
+    def _free(self, slot: int | None) -> None:
+        if slot is not None:
+            if self.table is not None:
+                self.table.set(slot, 0, 0, 0, 0, -1, "", "")
+            self.free.append(slot)
 
     def release_slot(self, ident: int) -> None:
-        slot = self.slots.pop(ident, None)
         self.depth.pop(ident, None)
-        if slot is not None and self.table is not None:
-            self.table.set(slot, 0, 0, 0, 0, -1, "", "")
-            with self.guard:
-                self.free.append(slot)
+        with self.slot_guard:
+            self._free(self.slots.pop(ident, None))
 
 
 _rec: Recorder | None = None
@@ -262,8 +280,9 @@ def next_generation() -> None:
 
 
 def flush() -> None:
+    """Every event so far on disk, for a check that reads the trace next."""
     if _rec is not None:
-        _rec.flush()
+        _rec.flush(wait=FLUSH_WAIT)
 
 
 def tracing() -> bool:
@@ -290,7 +309,7 @@ def set_tracing(on: bool) -> None:
     """Turn recording of accesses on or off in this process and in the children it starts
     from now on (structural events go on)."""
     if _rec is not None:
-        _rec.flush()
+        _rec.flush(wait=FLUSH_WAIT)
         _rec.on = on
         state = _rec.rundir.read_state()
         if state.trace != on:
