@@ -302,3 +302,27 @@ def test_a_worker_still_at_work_is_not_blamed_for_writes_it_has_not_made_yet(tmp
     run = run_kata("manager", str(mutant), tmp_path, "-k", "each_subtract", method="spawn")
     assert run.cases, run.explain()
     assert not [c for c in run.failed() if c.kind == "contract"], run.explain()
+
+
+@pytest.mark.one_python
+def test_a_worker_that_needs_a_global_its_parent_set_fails_under_spawn_only(tmp_path):
+    # Most pool tests start their pools with fork whatever the start method chosen
+    # (@any_start_method); the ones left under the chosen method still catch what only
+    # spawn and forkserver break: a worker reading a global the parent set at run time.
+    solution = (ROOT / "solutions" / "pool" / "pool.py").read_text(encoding="utf-8")
+    learner = tmp_path / "pool.py"
+    learner.write_text(
+        solution.replace(
+            "    return number * number\n", "    return number**_POWER\n\n\n_POWER = None\n"
+        ).replace(
+            "    with multiprocessing.Pool(processes) as pool:\n        squared",
+            "    global _POWER\n    _POWER = 2\n"
+            "    with multiprocessing.Pool(processes) as pool:\n        squared",
+        ),
+        encoding="utf-8",
+    )
+    forked = run_kata("pool", str(learner), tmp_path / "fork", "-k", "squares", method="fork")
+    assert forked.cases and not forked.failed(), forked.explain()
+    spawned = run_kata("pool", str(learner), tmp_path / "spawn", "-k", "squares", method="spawn")
+    failed = {c.name: c.kind for c in spawned.failed()}
+    assert failed == {"test_squares_returns_each_square_in_input_order": "crash"}, spawned.explain()

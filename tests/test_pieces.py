@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import multiprocessing
 import os
 import subprocess
 import sys
@@ -17,13 +18,16 @@ from types import SimpleNamespace
 import pytest
 
 from pytest_katas import (
+    any_start_method,
     commands,
     crashes,
     findings,
+    fresh_start_method,
     leaks,
     manifest,
     observe,
     stacks,
+    start_method,
     tables,
     waits,
 )
@@ -821,3 +825,16 @@ def test_a_leftover_process_still_at_work_is_waited_for_until_it_ends():
         busy.kill()
         busy.wait()
     assert not [leak for leak in found if leak.what == "process"], found
+
+
+def test_a_test_whose_verdict_does_not_depend_on_the_start_method_forks_its_processes():
+    def method_in_use() -> str:
+        return multiprocessing.get_start_method()
+
+    for chosen in ("spawn", "forkserver", "fork"):
+        with start_method(chosen):
+            assert any_start_method(method_in_use)() == "fork"
+            assert multiprocessing.get_start_method() == chosen, "the chosen one comes back"
+            assert fresh_start_method() == (None if chosen != "fork" else "spawn")
+    with start_method(None):  # None leaves it as it is
+        assert method_in_use() == multiprocessing.get_start_method()

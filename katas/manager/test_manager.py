@@ -3,55 +3,26 @@
 
 from __future__ import annotations
 
-import contextlib
-import multiprocessing
 import os
 from collections import Counter
-from collections.abc import Iterator
 
 import pytest
 
-from pytest_katas import children, fail_as, observed
+from pytest_katas import (
+    any_start_method,
+    children,
+    fail_as,
+    fresh_start_method,
+    observed,
+    start_method,
+)
 
-
-# A spawned child is a fresh interpreter; a forkserver's child is a fork of one that was
-# spawned once. Both import the learner's module anew, so neither inherits anything.
-def _fresh() -> str | None:
-    """A start method whose children inherit nothing: the one in use if it is such, else
-    spawn (else forkserver)."""
-    methods = multiprocessing.get_all_start_methods()
-    if multiprocessing.get_start_method() in ("spawn", "forkserver"):
-        return None
-    return next((m for m in ("spawn", "forkserver") if m in methods), None)
-
-
-@contextlib.contextmanager
-def _start_method(method: str | None) -> Iterator[None]:
-    """Run learner code under ``method`` for a while (None: leave it as it is)."""
-    before = multiprocessing.get_start_method()
-    if method is None or method == before:
-        yield
-        return
-    multiprocessing.set_start_method(method, force=True)
-    try:
-        yield
-    finally:
-        multiprocessing.set_start_method(before, force=True)
-
-
-def _cheap_starts() -> str | None:
-    """Scenarios that need many processes, whose verdict does not depend on how a child is
-    started, use fork instead of spawn or forkserver: a spawned interpreter costs a tenth of
-    a second or more, and a forkserver's child still imports the learner's module and the
-    plugin anew, where a forked one inherits them (the contention tests took 40% less time
-    under fork than under forkserver here). What spawn and forkserver change (a child
-    imports the module again and inherits nothing) is checked by the tests that use
-    _fresh(), with the reason given."""
-    if multiprocessing.get_start_method() != "fork" and "fork" in (
-        multiprocessing.get_all_start_methods()
-    ):
-        return "fork"
-    return None
+# What spawn and forkserver change is what a child inherits: a spawned child, or a
+# forkserver's, imports the learner's module anew. The tests that check it run under the
+# start method chosen (test_count_down_workers_share_one_lock_made_by_count_down under
+# spawn too when that is fork); count_down and tally are each run whole under it once more
+# (a worker that needs a global the parent set fails there). The others' verdicts do not
+# depend on it: @any_start_method starts their processes with fork, three times cheaper.
 
 
 def _servers() -> list:
@@ -259,6 +230,7 @@ def _lock_made(seen, lock: str):
 # -- task 1: count_down ----------------------------------------------------------------
 
 
+@any_start_method
 def test_count_down_shuts_its_manager_down(kata):
     kata.count_down(start=3, workers=0)
     running = _alive(_servers())
@@ -272,6 +244,7 @@ def test_count_down_shuts_its_manager_down(kata):
         )
 
 
+@any_start_method
 def test_count_down_with_no_workers_returns_start(kata):
     got = _an_int(kata.count_down(start=5, workers=0))
     if got != 5:
@@ -280,6 +253,7 @@ def test_count_down_with_no_workers_returns_start(kata):
         )
 
 
+@any_start_method
 def test_count_down_joins_every_worker_before_returning(kata):
     kata.count_down(start=4, workers=1)
     left = _alive(children())
@@ -293,6 +267,7 @@ def test_count_down_joins_every_worker_before_returning(kata):
         )
 
 
+@any_start_method
 def test_count_down_keeps_the_count_in_one_manager_dict(kata):
     got = kata.count_down(start=6, workers=1)
     servers = _servers()
@@ -312,6 +287,7 @@ def test_count_down_keeps_the_count_in_one_manager_dict(kata):
     )
 
 
+@any_start_method
 def test_count_down_workers_each_subtract_through_the_manager_dict(kata):
     kata.count_down(start=6, workers=1)
     seen = _seen(kata)
@@ -338,7 +314,7 @@ def test_count_down_workers_share_one_lock_made_by_count_down(kata, kata_stress)
     # Under forkserver (or spawn) a child inherits nothing and imports the module anew: a
     # lock it was not handed is not the one count_down made, whatever the start method.
     # One run, in one fixed schedule: the same trace (and table) every time.
-    with _start_method(_fresh()):
+    with start_method(fresh_start_method()):
         count_down = kata.count_down  # imports the module: what it makes now, it made early
         early = _seen(kata)
         made_early = {e.site for e in early.events("lock")} if early is not None else set()
@@ -391,6 +367,7 @@ def test_count_down_workers_share_one_lock_made_by_count_down(kata, kata_stress)
 # write); a bound of one proves that in 15 schedules of the reference instead of 24, and
 # each schedule starts a Manager and two workers.
 @pytest.mark.kata_preemptions(1)
+@any_start_method
 def test_count_down_loses_no_update_under_contention(kata, kata_stress):
     # Twelve workers are plenty once the stress noise widens the gap between read and write.
     # Under the controlled scheduler two workers are enough: it tries their interleavings.
@@ -402,14 +379,13 @@ def test_count_down_loses_no_update_under_contention(kata, kata_stress):
             raise fail_as(*found)
         return found[1] if found else None
 
-    with _start_method(_cheap_starts()):
-        kata_stress.run(
-            lambda: _an_int(kata.count_down(start=start, workers=workers)),
-            check,
-            kind="race",
-            min_runs=1,
-            max_runs=10,
-        )
+    kata_stress.run(
+        lambda: _an_int(kata.count_down(start=start, workers=workers)),
+        check,
+        kind="race",
+        min_runs=1,
+        max_runs=10,
+    )
 
 
 def test_count_down_returns_start_minus_workers(kata):
@@ -417,9 +393,9 @@ def test_count_down_returns_start_minus_workers(kata):
 
 
 @pytest.mark.kata_timeout(30)  # fifty interpreters take a while on a busy machine
+@any_start_method
 def test_count_down_by_default_starts_fifty_workers_on_a_count_of_a_hundred(kata):
-    with _start_method(_cheap_starts()):
-        got = kata.count_down()
+    got = kata.count_down()
     workers = children()
     if len(workers) != 50:
         raise fail_as(
@@ -433,6 +409,7 @@ def test_count_down_by_default_starts_fifty_workers_on_a_count_of_a_hundred(kata
 # -- task 2: tally ---------------------------------------------------------------------
 
 
+@any_start_method
 def test_tally_uses_one_manager_and_one_process_per_worker(kata):
     words = ["p", "q", "r", "s", "t", "u"]  # no word twice: no two workers share a key
     got = kata.tally(words, workers=3)
@@ -454,6 +431,7 @@ def test_tally_uses_one_manager_and_one_process_per_worker(kata):
         raise fail_as("wrong" if got != Counter(words) else "contract", copy)
 
 
+@any_start_method
 def test_tally_returns_a_plain_dict(kata):
     words = ["x", "y", "x", "z"]
     _check_tally(kata, words, _a_dict(kata.tally(words, workers=2)))
@@ -464,6 +442,7 @@ def test_tally_counts_every_word(kata):
     _check_tally(kata, words, kata.tally(words, workers=2))
 
 
+@any_start_method
 def test_tally_of_no_words_is_an_empty_dict(kata):
     got = _a_dict(kata.tally([], workers=3))
     assert got == {}, f"tally([]) must be {{}}, not {got!r}"
@@ -473,25 +452,27 @@ def test_tally_of_no_words_is_an_empty_dict(kata):
 # write); a bound of one proves that in 15 schedules of the reference instead of 24, and
 # each schedule starts a Manager and two workers.
 @pytest.mark.kata_preemptions(1)
+@any_start_method
 def test_tally_loses_no_update_under_contention(kata, kata_stress):
     # Few distinct words, many of each: the workers keep updating the same keys.
     # Under the controlled scheduler: two workers, one word each, the same word, so that
     # every interleaving of their read-then-write of it is tried.
     words, workers = (["a", "a"], 2) if kata_stress.controlled else (["a", "b", "a"] * 7, 3)
 
-    with _start_method(_cheap_starts()):
-        kata_stress.run(
-            lambda: _a_dict(kata.tally(words, workers=workers)),
-            lambda got: _tally_problem(words, got),
-            kind="race",
-            min_runs=2,
-        )
+    kata_stress.run(
+        lambda: _a_dict(kata.tally(words, workers=workers)),
+        lambda got: _tally_problem(words, got),
+        kind="race",
+        min_runs=2,
+    )
 
 
+@any_start_method
 def test_tally_with_more_workers_than_words(kata):
     _check_tally(kata, ["solo"], kata.tally(["solo"], workers=4))
 
 
+@any_start_method
 def test_tally_counts_every_word_when_workers_do_not_divide_them_evenly(kata):
     words = [f"w{n}" for n in range(7)] + ["w0"]  # 8 words: 3 workers get 3, 3, 2
     _check_tally(kata, words, kata.tally(words, workers=3))

@@ -13,7 +13,13 @@ import urllib.request
 
 import pytest
 
-from pytest_katas import Gate, children, fail_as, observed, patience
+from pytest_katas import Gate, any_start_method, children, fail_as, observed, patience
+
+# What spawn and forkserver change is what a worker inherits: it imports the learner's
+# module anew, so a global the parent set at run time is unset there. squares, gather and
+# crawl are each run whole under the start method chosen once (the tests without a
+# decorator); the others' verdicts do not depend on it: @any_start_method starts their
+# pools with fork, three times cheaper.
 
 
 def _describe(func, arg) -> str:
@@ -188,6 +194,7 @@ def _check_squares(numbers: list[int], got) -> None:
 # -- task 1: squares ---------------------------------------------------------------------
 
 
+@any_start_method
 def test_squares_closes_and_joins_its_pool(kata):
     _, pools = _pools_opened_by(kata, lambda: kata.squares([1, 2, 3], processes=2))
     _check_closed_and_joined(kata, "squares([1, 2, 3])", pools)
@@ -207,10 +214,12 @@ def test_squares_returns_each_square_in_input_order(kata):
         )
 
 
+@any_start_method
 def test_squares_of_an_empty_list_is_an_empty_list(kata):
     assert kata.squares([], processes=2) == [], "no numbers, no squares"
 
 
+@any_start_method
 def test_squares_works_in_a_pool_of_worker_processes(kata):
     _check_squares(list(range(20)), kata.squares(list(range(20)), processes=2))
     _check_workers(kata, "squares(..., processes=2)", 2)
@@ -219,6 +228,7 @@ def test_squares_works_in_a_pool_of_worker_processes(kata):
 # -- task 2: gather ----------------------------------------------------------------------
 
 
+@any_start_method
 def test_gather_closes_and_joins_its_pool(kata):
     # Once when every task succeeds, once when some fail: the pool is closed and joined
     # on every path.
@@ -253,6 +263,7 @@ def test_gather_records_every_result_under_its_arg(kata):
     )
 
 
+@any_start_method
 def test_gather_records_each_failure_as_its_type_and_message(kata):
     args = ["12", "x", "-7", "", "3.5", "0"]
     results, errors = kata.gather(int, args, processes=2)
@@ -270,6 +281,7 @@ def test_gather_records_each_failure_as_its_type_and_message(kata):
     assert set(errors) == set(failing), f"only the args int() fails on; errors is {errors!r}"
 
 
+@any_start_method
 def test_gather_puts_every_arg_in_exactly_one_dict(kata):
     args = [4, -1, 9, -4, 0, -0.5, 2.25, -9]
     results, errors = kata.gather(math.sqrt, args, processes=2)
@@ -277,6 +289,7 @@ def test_gather_puts_every_arg_in_exactly_one_dict(kata):
     assert set(errors) == {-1, -4, -0.5, -9}, f"the negative args fail; errors is {errors!r}"
 
 
+@any_start_method
 def test_gather_returns_only_after_every_task_has_finished(kata):
     # time.sleep returns None after the pause, and a negative pause raises ValueError.
     args = [0.2, 0.1, -1, 0.3, 0.0]
@@ -287,6 +300,7 @@ def test_gather_returns_only_after_every_task_has_finished(kata):
 
 
 @pytest.mark.kata_stress_budget(1.0)
+@any_start_method
 def test_gather_never_returns_before_the_last_callback_has_run(kata, kata_stress):
     args = [str(n) for n in range(12)] + ["x", "y"]
 
@@ -306,6 +320,7 @@ def test_gather_never_returns_before_the_last_callback_has_run(kata, kata_stress
 
 
 @pytest.mark.kata_timeout(20)
+@any_start_method
 def test_gather_runs_its_tasks_at_the_same_time(kata):
     # Three handles on ONE gate, a barrier for processes: each task waits there until all
     # three are waiting. Run one at a time, the first task gives up and breaks it: at once
@@ -342,6 +357,7 @@ def test_gather_runs_its_tasks_at_the_same_time(kata):
 # -- task 3: crawl -----------------------------------------------------------------------
 
 
+@any_start_method
 def test_crawl_closes_and_joins_its_pool(kata, site):
     ok, missing = site.url("/bytes/7"), site.url("/missing")
     _, pools = _pools_opened_by(kata, lambda: kata.crawl([ok], 2))
@@ -383,6 +399,7 @@ def test_crawl_measures_each_page_in_bytes(kata, site):
     assert pages == expected, f"expected {expected!r}, got {pages!r}"
 
 
+@any_start_method
 def test_crawl_reports_missing_and_broken_pages_as_errors(kata, site):
     ok, missing, boom = site.url("/bytes/10"), site.url("/missing"), site.url("/boom")
     empty = site.url("/empty")  # 204 No Content: urllib raises nothing, yet it is no 200
@@ -406,6 +423,7 @@ def test_crawl_reports_missing_and_broken_pages_as_errors(kata, site):
     _check_message(f"{boom} (500)", errors[boom], _fetch_here(boom))
 
 
+@any_start_method
 def test_crawl_reports_a_refused_connection_as_an_error(kata, site):
     ok = site.url("/bytes/3")
     pages, errors = kata.crawl([site.dead, ok], processes=2)
@@ -415,6 +433,7 @@ def test_crawl_reports_a_refused_connection_as_an_error(kata, site):
 
 
 @pytest.mark.kata_timeout(8)
+@any_start_method
 def test_crawl_gives_up_on_a_page_that_never_answers(kata, site):
     stall, ok = site.url("/stall"), site.url("/bytes/5")
     pages, errors = kata.crawl([stall, ok], processes=2)
@@ -434,6 +453,7 @@ def test_crawl_gives_up_on_a_page_that_never_answers(kata, site):
     )
 
 
+@any_start_method
 def test_crawl_puts_every_url_in_exactly_one_dict(kata, site):
     urls = [
         site.url("/bytes/1"),
@@ -451,6 +471,7 @@ def test_crawl_puts_every_url_in_exactly_one_dict(kata, site):
 
 
 @pytest.mark.kata_timeout(20)
+@any_start_method
 def test_crawl_fetches_pages_at_the_same_time(kata, site):
     # Each /meet page ends only once all three are being fetched at the same moment.
     # Fetched one at a time, the first gives up waiting for the others after 2 seconds
@@ -470,6 +491,7 @@ def test_crawl_fetches_pages_at_the_same_time(kata, site):
     assert not errors and set(pages) == set(urls), f"got {pages!r}, {errors!r}"
 
 
+@any_start_method
 def test_crawl_fetches_in_worker_processes(kata, site):
     urls = [site.url(f"/bytes/{n}") for n in range(1, 5)]
     pages, errors = kata.crawl(urls, processes=2)

@@ -14,6 +14,7 @@ if TYPE_CHECKING:
     from pytest_katas.gate import Gate
     from pytest_katas.observe import ChildProcess, Observed, children, observed
     from pytest_katas.remote import learner_side
+    from pytest_katas.starts import any_start_method, fresh_start_method, start_method
     from pytest_katas.verdict import KataFailure, Kind, fail_as
     from pytest_katas.waits import patience
 
@@ -24,11 +25,14 @@ __all__ = [
     "Kind",
     "Observed",
     "__version__",
+    "any_start_method",
     "children",
     "fail_as",
+    "fresh_start_method",
     "learner_side",
     "observed",
     "patience",
+    "start_method",
 ]
 
 __version__ = "0.1.0"
@@ -36,15 +40,18 @@ __version__ = "0.1.0"
 # Each public name, and the module that defines it.
 _HOMES = {
     "ChildProcess": "observe",
+    "any_start_method": "starts",
     "Gate": "gate",
     "KataFailure": "verdict",
     "Kind": "verdict",
     "Observed": "observe",
     "children": "observe",
     "fail_as": "verdict",
+    "fresh_start_method": "starts",
     "learner_side": "remote",
     "observed": "observe",
     "patience": "waits",
+    "start_method": "starts",
 }
 
 
