@@ -297,7 +297,9 @@ def test_count_down_workers_each_subtract_through_the_manager_dict(kata):
     for worker in seen.children():
         if _proxy_writes(seen, worker.pid, "count"):
             continue
-        if worker.ended_ts is None:  # still at work: that it was not joined is another test's
+        if worker.ended_ts is None or worker.raised:
+            # Still at work, or it crashed (a worker not joined finds its Manager shut
+            # down): the crash, or that it was not joined, is another test's to say.
             continue
         others = [e for e in _proxy_writes(seen, key="count") if e.pid != worker.pid]
         by = sorted({f"{seen.name(e.pid)} at {seen.line(e.site)}" for e in others})

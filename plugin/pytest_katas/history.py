@@ -110,6 +110,7 @@ class ProcessView:
     started_at: Site | None = None  # the learner line that started it (in its parent)
     exitcode: int | None = None
     ended_ts: int | None = None  # its last words (``pend``), if it said them
+    raised: str | None = None  # the type of an exception that ended it (or one of its threads)
     events: list[Event] = dataclasses.field(default_factory=list)
 
     @property
@@ -196,6 +197,9 @@ class History:
         for pid, record in exits.items():
             if pid in processes:
                 processes[pid].exitcode = record.exitcode
+        for pid, crash in rundir.read(channel.RAISED).items():
+            if pid in processes:
+                processes[pid].raised = crash.exc_type or "an exception"
         return cls(events, processes)
 
     def _index(self) -> None:
