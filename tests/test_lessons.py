@@ -313,17 +313,16 @@ def test_a_worker_that_needs_a_global_its_parent_set_fails_under_spawn_only(tmp_
     # (@any_start_method); the ones left under the chosen method still catch what only
     # spawn and forkserver break: a worker reading a global the parent set at run time.
     solution = (ROOT / "solutions" / "pool" / "pool.py").read_text(encoding="utf-8")
-    learner = tmp_path / "pool.py"
-    learner.write_text(
-        solution.replace(
-            "    return number * number\n", "    return number**_POWER\n\n\n_POWER = None\n"
-        ).replace(
-            "    with multiprocessing.Pool(processes) as pool:\n        squared",
-            "    global _POWER\n    _POWER = 2\n"
-            "    with multiprocessing.Pool(processes) as pool:\n        squared",
-        ),
-        encoding="utf-8",
+    code = solution.replace(
+        "    return number * number\n", "    return number**_POWER\n\n\n_POWER = None\n"
+    ).replace(
+        "    with multiprocessing.Pool(processes) as pool:\n        squared",
+        "    global _POWER\n    _POWER = 2\n"
+        "    with multiprocessing.Pool(processes) as pool:\n        squared",
     )
+    assert code.count("_POWER") == 4, "solutions/pool/pool.py changed: update this test's edit"
+    learner = tmp_path / "pool.py"
+    learner.write_text(code, encoding="utf-8")
     forked = run_kata("pool", str(learner), tmp_path / "fork", "-k", "squares", method="fork")
     assert forked.cases and not forked.failed(), forked.explain()
     spawned = run_kata("pool", str(learner), tmp_path / "spawn", "-k", "squares", method="spawn")
