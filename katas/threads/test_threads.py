@@ -359,6 +359,39 @@ def test_hammer_returns_threads_times_per_thread(kata):
         )
 
 
+# Before the other hammer tests: a hammer that does not join is caught here every run, by its
+# clause's own test, even when its threads happened to end before it read the count.
+@pytest.mark.kata_timeout(8)
+def test_hammer_joins_its_threads_before_returning(kata):
+    threads, per_thread = 4, 50
+    counter = _GatedCounter(delay=0.5)
+    counter.opener.start()
+    try:
+        got = kata.hammer(counter, threads=threads, per_thread=per_thread)
+    finally:
+        counter.opener.cancel()
+        counter.gate.set()
+        counter.opener.join()
+        for thread in list(counter.calls):
+            if thread is not threading.current_thread():  # hammer's caller may count too
+                thread.join(5)  # tidy up after a hammer that did not join, so the failure is ours
+    if not counter.reads:
+        raise fail_as("wrong", "hammer() never read counter.value: it must return counter.value")
+    done, running = counter.reads[-1]  # what it returns: its last read (one before is fine)
+    expected = threads * per_thread
+    if running or done != expected:
+        raise fail_as(
+            "wrong",
+            f"hammer() read counter.value while {running} of its {threads} threads were still "
+            f"running and only {done} of {expected} increments were done. Join every thread "
+            f"first, then read the count",
+        )
+    if got != expected:
+        raise fail_as("wrong", f"hammer() must return counter.value ({expected}), not {got!r}")
+
+
+# One preemption is all a lost update needs (a thread stopped between its read and its
+# write): 47 schedules of the reference prove it within that bound, where two took 441.
 def test_hammer_starts_that_many_threads_each_calling_increment_per_thread_times(kata):
     counter = _TallyCounter()
     _hammer(kata, counter, threads=5, per_thread=300)
@@ -437,37 +470,6 @@ def test_hammer_releases_its_threads_together(kata):
         raise fail_as("contract", skipped)
 
 
-@pytest.mark.kata_timeout(8)
-def test_hammer_joins_its_threads_before_returning(kata):
-    threads, per_thread = 4, 50
-    counter = _GatedCounter(delay=0.5)
-    counter.opener.start()
-    try:
-        got = kata.hammer(counter, threads=threads, per_thread=per_thread)
-    finally:
-        counter.opener.cancel()
-        counter.gate.set()
-        counter.opener.join()
-        for thread in list(counter.calls):
-            if thread is not threading.current_thread():  # hammer's caller may count too
-                thread.join(5)  # tidy up after a hammer that did not join, so the failure is ours
-    if not counter.reads:
-        raise fail_as("wrong", "hammer() never read counter.value: it must return counter.value")
-    done, running = counter.reads[-1]  # what it returns: its last read (one before is fine)
-    expected = threads * per_thread
-    if running or done != expected:
-        raise fail_as(
-            "wrong",
-            f"hammer() read counter.value while {running} of its {threads} threads were still "
-            f"running and only {done} of {expected} increments were done. Join every thread "
-            f"first, then read the count",
-        )
-    if got != expected:
-        raise fail_as("wrong", f"hammer() must return counter.value ({expected}), not {got!r}")
-
-
-# One preemption is all a lost update needs (a thread stopped between its read and its
-# write): 47 schedules of the reference prove it within that bound, where two took 441.
 @pytest.mark.kata_preemptions(1)
 def test_hammer_on_a_real_counter_loses_no_update(kata, kata_stress):
     threads, per_thread = (2, 2) if kata_stress.controlled else (4, 1000)
