@@ -390,8 +390,6 @@ def test_hammer_joins_its_threads_before_returning(kata):
         raise fail_as("wrong", f"hammer() must return counter.value ({expected}), not {got!r}")
 
 
-# One preemption is all a lost update needs (a thread stopped between its read and its
-# write): 47 schedules of the reference prove it within that bound, where two took 441.
 def test_hammer_starts_that_many_threads_each_calling_increment_per_thread_times(kata):
     counter = _TallyCounter()
     _hammer(kata, counter, threads=5, per_thread=300)
@@ -470,6 +468,8 @@ def test_hammer_releases_its_threads_together(kata):
         raise fail_as("contract", skipped)
 
 
+# One preemption is all a lost update needs (a thread stopped between its read and its
+# write): 47 schedules of the reference prove it within that bound, where two took 441.
 @pytest.mark.kata_preemptions(1)
 def test_hammer_on_a_real_counter_loses_no_update(kata, kata_stress):
     threads, per_thread = (2, 2) if kata_stress.controlled else (4, 1000)
