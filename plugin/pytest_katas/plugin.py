@@ -19,6 +19,7 @@ from pytest_katas import (
     findings,
     grading,
     hookspecs,
+    kata_coverage,
     messages,
     report,
     sandbox,
@@ -104,6 +105,7 @@ def pytest_configure(config: pytest.Config) -> None:
     if not hasattr(config, "workerinput"):  # the controller grades; xdist workers only report
         grades = session.GradingSession(config, settings.of(config).report, fmt)
         config.pluginmanager.register(grades, "katas-grading")
+        kata_coverage.register(config)  # last: a usage error above stops the run first
 
 
 def _warn_of_junit_family(config: pytest.Config) -> None:

@@ -275,6 +275,14 @@ SETTINGS: Final = {
             flag=True,
         ),
         Setting(
+            "kata_coverage",
+            "after the run, show the lines of your kata file that no test ran (Python 3.12 "
+            "or later; ini and $PYTEST_KATA_COVERAGE take on or off)",
+            _on_off,
+            lambda: False,
+            flag=True,
+        ),
+        Setting(
             "kata_max_processes",
             "processes a test may have alive at once before it is stopped (default 200)",
             _Amount("a whole number of processes", "200", whole=True),
@@ -415,6 +423,7 @@ class Settings:
     hint: int | None
     lang: str
     keep_going: bool
+    coverage: bool
     max_processes: int
     max_memory: int
     max_output: int
