@@ -3,8 +3,11 @@ every process the learner's code runs in."""
 
 from __future__ import annotations
 
+import shutil
 import sys
 import textwrap
+import types
+import warnings
 
 import pytest
 
@@ -63,8 +66,10 @@ def _lines_of(text: str, *needles: str) -> list[int]:
 
 def _run(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, *args: str):
     # Not measured by an outer coverage run (tox's): the option refuses to run inside one.
+    # A data file named in the environment stays (tox names one): ours must win over it.
     for name in ("COVERAGE_PROCESS_CONFIG", "COVERAGE_PROCESS_START"):
         monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("COVERAGE_FILE", str(pytester.path / "elsewhere" / ".coverage"))
     return pytester.runpytest_subprocess("katas/demo", "-p", "no:cacheprovider", *args)
 
 
@@ -181,3 +186,28 @@ def test_without_the_option_nothing_is_measured(pytester, monkeypatch):
     result = _run(pytester, monkeypatch)
     result.assert_outcomes(passed=2)
     assert "kata coverage" not in result.stdout.str()
+
+
+def test_a_half_written_measurement_is_skipped_and_the_rest_reported(tmp_path):
+    """A process killed while it saved leaves a data file that is not one: the others are
+    combined, and the learner sees no warning about files they never made."""
+    from coverage import CoverageData
+
+    learner = tmp_path / "demo.py"
+    learner.write_text("x = 1\nif x:\n    y = 2\nelse:\n    y = 3\n", encoding="utf-8")
+    config = types.SimpleNamespace(invocation_params=types.SimpleNamespace(dir=tmp_path))
+    measure = kata_coverage.KataCoverage(config, [learner])  # type: ignore[arg-type]
+    try:
+        measure.cov = measure.configured()  # not started: tox may be measuring this process
+        ran = CoverageData(basename=str(measure.folder / ".coverage"), suffix="child")
+        ran.add_lines({str(learner): [1, 2, 3]})
+        ran.write()
+        (measure.folder / ".coverage.killed.1").write_bytes(b"SQLite format 3\0 half")
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            measure._finish()
+    finally:
+        shutil.rmtree(measure.folder, ignore_errors=True)
+    assert measure.problem is None
+    [result] = measure.results
+    assert (result.shown, result.statements, result.missing) == ("demo.py", 4, [5])

@@ -28,6 +28,7 @@ import os
 import shutil
 import sys
 import tempfile
+import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Final, final
 
@@ -183,13 +184,16 @@ class KataCoverage:
         self.folder = Path(tempfile.mkdtemp(prefix="kata-coverage-"))
         self.cov: Coverage | None = None
         self.results: list[MissedLines] = []
-        self.environ = os.environ.get("COVERAGE_PROCESS_CONFIG")
+        self.problem: str | None = None  # why the measurements could not be read
+        self.environ = os.environ.get("COVERAGE_PROCESS_CONFIG")  # set by start(), for children
 
-    def start(self) -> None:
+    def configured(self) -> Coverage:
+        """A measurement of the learner's files (only those), from a config file of ours
+        that coverage hands to every process it starts in."""
         from coverage import Coverage
 
         rcfile = self.folder / "coveragerc"
-        include = "".join(f"\n    {path}" for path in self.files)  # they, and only they
+        include = "".join(f"\n    {path}" for path in self.files)
         rcfile.write_text(
             f"{_MARKER}\n[run]\ndata_file = {self.folder / '.coverage'}\nparallel = true\n"
             f"include ={include}\n"
@@ -198,16 +202,29 @@ class KataCoverage:
             "[report]\nexclude_also =\n    if __name__ == .__main__.:\n",
             encoding="utf-8",
         )
-        self.cov = Coverage(config_file=str(rcfile))
+        # Given here, data_file beats $COVERAGE_FILE (tox sets one, so may a learner), and
+        # the config every other process starts from carries it.
+        return Coverage(config_file=str(rcfile), data_file=str(self.folder / ".coverage"))
+
+    def start(self) -> None:
+        self.cov = self.configured()
         self.cov.start()
 
     def _finish(self) -> None:
         cov, self.cov = self.cov, None
         if cov is None:
             return
-        cov.stop()
-        cov.save()
-        cov.combine(data_paths=[str(self.folder)], keep=False)
+        try:
+            with warnings.catch_warnings():
+                # A process killed while it saved leaves a file combine skips, with a
+                # warning the learner cannot act on: what it ran is not seen, as said.
+                warnings.simplefilter("ignore")
+                cov.stop()
+                cov.save()
+                cov.combine(data_paths=[str(self.folder)], keep=False)
+        except Exception as exc:  # noqa: BLE001 - the run's verdicts stand; say what failed
+            self.problem = f"{type(exc).__name__}: {exc}"
+            return
         invoked = self.config.invocation_params.dir
         for path in self.files:
             with contextlib.suppress(Exception):  # a file coverage cannot read: not shown
@@ -223,9 +240,15 @@ class KataCoverage:
 
     @pytest.hookimpl(trylast=True)
     def pytest_terminal_summary(self, terminalreporter: pytest.TerminalReporter) -> None:
-        if not self.results:
+        if not self.results and self.problem is None:
             return
         terminalreporter.section(_("kata coverage: lines of your code no test was seen to run"))
+        if self.problem is not None:
+            terminalreporter.write_line(
+                _(
+                    "The measurements could not be read ({problem}); the tests' verdicts stand."
+                ).format(problem=self.problem)
+            )
         for line in summary(self.results):
             terminalreporter.write_line(line)
 
