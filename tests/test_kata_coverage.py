@@ -153,7 +153,7 @@ def test_it_names_the_branch_no_test_takes_and_counts_lines_run_in_children(
     """The mutant: ``clamp``'s ``return 100``, which no test reaches. The correct variant:
     ``_square_into``, which runs only in a child process under every start method, and the
     main block, which no test should run; neither is named."""
-    write_kata(pytester, IMPL, TESTS)
+    write_kata(pytester, IMPL, TESTS, timeout=15)
     result = _run(pytester, monkeypatch, "--kata-coverage", f"--kata-start-method={method}")
     result.assert_outcomes(passed=2)
     (missed,) = _lines_of(IMPL, "return 100")
@@ -173,7 +173,7 @@ def test_a_file_every_test_runs_through_is_reported_whole_under_xdist(pytester, 
     tests = (
         TESTS + "\n\ndef test_clamp_caps_big_numbers(kata):\n    assert kata.clamp(500) == 100\n"
     )
-    write_kata(pytester, IMPL, tests)
+    write_kata(pytester, IMPL, tests, timeout=15)
     result = _run(pytester, monkeypatch, "--kata-coverage", "-n", "2")
     result.assert_outcomes(passed=3)
     result.stdout.fnmatch_lines(["katas/demo/demo.py: every line ran (14 of 14)"])
@@ -182,7 +182,7 @@ def test_a_file_every_test_runs_through_is_reported_whole_under_xdist(pytester, 
 
 @NEW_ENOUGH
 def test_without_the_option_nothing_is_measured(pytester, monkeypatch):
-    write_kata(pytester, IMPL, TESTS)
+    write_kata(pytester, IMPL, TESTS, timeout=15)
     result = _run(pytester, monkeypatch)
     result.assert_outcomes(passed=2)
     assert "kata coverage" not in result.stdout.str()
