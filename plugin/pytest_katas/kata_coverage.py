@@ -36,6 +36,7 @@ import pytest
 
 from pytest_katas import catalog, settings
 from pytest_katas.messages import _
+from pytest_katas.session import kata_folders
 
 if TYPE_CHECKING:
     from coverage import Coverage
@@ -81,8 +82,6 @@ def learner_files(config: pytest.Config) -> list[Path]:
     """The learner's file of each kata the run's arguments point into (or --kata-target's
     file): what is measured. A kata that is broken, or has no such file, is left out (its
     tests say why)."""
-    from pytest_katas.session import kata_folders
-
     target = settings.of(config).target
     files: list[Path] = []
     for folder in sorted(kata_folders(config)[1]):

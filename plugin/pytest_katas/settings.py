@@ -276,8 +276,8 @@ SETTINGS: Final = {
         ),
         Setting(
             "kata_coverage",
-            "after the run, show the lines of your kata file that no test ran (Python 3.12 "
-            "or later; ini and $PYTEST_KATA_COVERAGE take on or off)",
+            "after the run, show the lines of your kata file that no test was seen to run "
+            "(Python 3.12 or later; ini and $PYTEST_KATA_COVERAGE take on or off)",
             _on_off,
             lambda: False,
             flag=True,
