@@ -6,7 +6,6 @@ from __future__ import annotations
 import shutil
 import sys
 import textwrap
-import types
 import warnings
 
 import pytest
@@ -188,15 +187,15 @@ def test_without_the_option_nothing_is_measured(pytester, monkeypatch):
     assert "kata coverage" not in result.stdout.str()
 
 
-def test_a_half_written_measurement_is_skipped_and_the_rest_reported(tmp_path):
+def test_a_half_written_measurement_is_skipped_and_the_rest_reported(tmp_path, monkeypatch):
     """A process killed while it saved leaves a data file that is not one: the others are
     combined, and the learner sees no warning about files they never made."""
     from coverage import CoverageData
 
     learner = tmp_path / "demo.py"
     learner.write_text("x = 1\nif x:\n    y = 2\nelse:\n    y = 3\n", encoding="utf-8")
-    config = types.SimpleNamespace(invocation_params=types.SimpleNamespace(dir=tmp_path))
-    measure = kata_coverage.KataCoverage(config, [learner])  # type: ignore[arg-type]
+    monkeypatch.chdir(tmp_path)  # the file is shown as the learner types it from here
+    measure = kata_coverage.KataCoverage([learner])
     try:
         measure.cov = measure.configured()  # not started: tox may be measuring this process
         ran = CoverageData(basename=str(measure.folder / ".coverage"), suffix="child")

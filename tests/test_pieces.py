@@ -256,11 +256,11 @@ def test_shown_is_relative_inside_the_current_folder_and_absolute_outside(tmp_pa
     inside = tmp_path / "here"
     (inside / "sub").mkdir(parents=True)
     monkeypatch.chdir(inside)
-    assert commands._shown(inside / "sub" / "file") == os.path.join("sub", "file")
+    assert commands.shown(inside / "sub" / "file") == os.path.join("sub", "file")
     outside = tmp_path / "there" / "file"
-    assert commands._shown(outside) == str(outside)
+    assert commands.shown(outside) == str(outside)
     # A folder whose name starts with two dots is still inside.
-    assert commands._shown(inside / "..venv" / "katas") == os.path.join("..venv", "katas")
+    assert commands.shown(inside / "..venv" / "katas") == os.path.join("..venv", "katas")
 
 
 # -- what a kata test asks the trace ---------------------------------------------------------

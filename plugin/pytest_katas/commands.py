@@ -13,12 +13,12 @@ import shutil
 import sys
 from pathlib import Path
 
-__all__ = ["argv", "katas_command", "pytest_command", "script"]
+__all__ = ["argv", "katas_command", "pytest_command", "script", "shown"]
 
 _MODULES = {"pytest": "pytest", "katas": "pytest_katas.cli"}
 
 
-def _shown(path: Path) -> str:
+def shown(path: Path | str) -> str:
     """``path`` relative to the current folder when it is inside it, else absolute."""
     try:
         relative = os.path.relpath(path)
@@ -35,9 +35,9 @@ def script(name: str) -> str:
     if found is not None and mine.exists() and os.path.samefile(found, mine):
         return name
     if mine.exists():
-        shown = _shown(mine)
-        return shown if os.sep in shown else f".{os.sep}{shown}"
-    return f"{shlex.quote(_shown(Path(sys.executable)))} -m {_MODULES.get(name, name)}"
+        here = shown(mine)
+        return here if os.sep in here else f".{os.sep}{here}"
+    return f"{shlex.quote(shown(Path(sys.executable)))} -m {_MODULES.get(name, name)}"
 
 
 def argv(name: str) -> list[str]:

@@ -24,6 +24,8 @@ it lost or half-wrote the data of a terminated Pool worker in 3 runs of 8 here.)
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import itertools
 import os
 import shutil
 import sys
@@ -35,6 +37,7 @@ from typing import TYPE_CHECKING, Final, final
 import pytest
 
 from pytest_katas import catalog, settings
+from pytest_katas.commands import shown
 from pytest_katas.messages import _
 from pytest_katas.session import kata_folders
 
@@ -86,10 +89,7 @@ def learner_files(config: pytest.Config) -> list[Path]:
     files: list[Path] = []
     for folder in sorted(kata_folders(config)[1]):
         try:
-            kata = catalog.load_kata(folder)
-            if kata.problem is not None:
-                continue
-            path = catalog.resolve_target(kata, target)
+            path = catalog.resolve_target(catalog.load_kata(folder), target)
         except catalog.KataError:
             continue
         if path.is_file() and path not in files:
@@ -99,29 +99,22 @@ def learner_files(config: pytest.Config) -> list[Path]:
 
 def line_ranges(lines: list[int]) -> str:
     """``[3, 4, 5, 9]`` as ``3-5, 9``."""
-    parts: list[str] = []
-    start = prev = None
-    for line in sorted(lines):
-        if prev is not None and line == prev + 1:
-            prev = line
-            continue
-        if start is not None:
-            parts.append(str(start) if start == prev else f"{start}-{prev}")
-        start = prev = line
-    if start is not None:
-        parts.append(str(start) if start == prev else f"{start}-{prev}")
+    parts = []
+    for _step, run in itertools.groupby(enumerate(sorted(lines)), lambda pair: pair[1] - pair[0]):
+        numbers = [line for _index, line in run]
+        parts.append(f"{numbers[0]}-{numbers[-1]}" if len(numbers) > 1 else str(numbers[0]))
     return ", ".join(parts)
 
 
 @final
+@dataclasses.dataclass(frozen=True)
 class MissedLines:
-    """One learner file's result: its statements and the ones no test ran."""
+    """One learner file's result: its statements and the ones no test ran (in order)."""
 
-    def __init__(self, shown: str, path: Path, statements: int, missing: list[int]) -> None:
-        self.shown = shown  # the path as the learner types it
-        self.path = path
-        self.statements = statements
-        self.missing = sorted(missing)
+    shown: str  # the path as the learner types it
+    path: Path
+    statements: int
+    missing: list[int]
 
 
 def summary(results: list[MissedLines]) -> list[str]:
@@ -177,8 +170,7 @@ class KataCoverage:
     """Registered in the controller when --kata-coverage is on: measures from configure to
     the end of the session, then prints the section."""
 
-    def __init__(self, config: pytest.Config, files: list[Path]) -> None:
-        self.config = config
+    def __init__(self, files: list[Path]) -> None:
         self.files = files
         self.folder = Path(tempfile.mkdtemp(prefix="kata-coverage-"))
         self.cov: Coverage | None = None
@@ -224,13 +216,10 @@ class KataCoverage:
         except Exception as exc:  # noqa: BLE001 - the run's verdicts stand; say what failed
             self.problem = f"{type(exc).__name__}: {exc}"
             return
-        invoked = self.config.invocation_params.dir
         for path in self.files:
             with contextlib.suppress(Exception):  # a file coverage cannot read: not shown
                 _name, statements, _excluded, missing, _text = cov.analysis2(str(path))
-                shown = os.path.relpath(path, invoked)
-                shown = str(path) if shown.startswith("..") else shown
-                self.results.append(MissedLines(shown, path, len(statements), list(missing)))
+                self.results.append(MissedLines(shown(path), path, len(statements), missing))
 
     @pytest.hookimpl(trylast=True)
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
@@ -274,6 +263,6 @@ def register(config: pytest.Config) -> None:
                 "give it a kata, e.g. pytest katas/pipe --kata-coverage"
             )
         )
-    measure = KataCoverage(config, files)
+    measure = KataCoverage(files)
     config.pluginmanager.register(measure, "katas-coverage")
     measure.start()
