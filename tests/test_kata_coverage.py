@@ -107,26 +107,23 @@ def test_a_fully_run_file_says_so_and_nothing_more(tmp_path):
 # -- when it cannot measure -----------------------------------------------------------------
 
 
-def test_an_old_python_is_refused_with_the_reason(monkeypatch):
-    monkeypatch.setattr(sys, "version_info", (3, 11, 7, "final", 0))
+def test_an_old_python_is_refused_with_the_reason():
     with pytest.raises(
         pytest.UsageError, match=r"needs Python 3\.12 or later, and this is 3\.11\.7"
     ):
-        kata_coverage.check()
+        kata_coverage.check(python=(3, 11, 7))
 
 
 def test_a_missing_coverage_package_says_how_to_install_it(monkeypatch):
-    monkeypatch.setattr(sys, "version_info", (3, 12, 1, "final", 0))
     monkeypatch.setitem(sys.modules, "coverage", None)  # import coverage raises ImportError
     with pytest.raises(pytest.UsageError, match=r"pip install coverage"):
-        kata_coverage.check()
+        kata_coverage.check(python=(3, 12, 1))
 
 
 def test_it_will_not_run_inside_another_measurement(monkeypatch):
-    monkeypatch.setattr(sys, "version_info", (3, 12, 1, "final", 0))
     monkeypatch.setenv("COVERAGE_PROCESS_CONFIG", "[run]\n")
     with pytest.raises(pytest.UsageError, match=r"inside another coverage measurement"):
-        kata_coverage.check()
+        kata_coverage.check(python=(3, 12, 1))
 
 
 @NEW_ENOUGH

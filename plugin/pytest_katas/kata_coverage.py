@@ -51,17 +51,20 @@ _SHOWN: Final = 12  # lines of text shown per file; the rest are named by number
 _MARKER: Final = "# measured by pytest-katas --kata-coverage"
 
 
-def check() -> None:
+def check(python: tuple[int, ...] = tuple(sys.version_info[:3])) -> None:
     """UsageError when the run cannot measure: an old Python, no coverage package, or a
-    measurement already running in this process (``coverage run``, pytest-cov)."""
-    if tuple(sys.version_info[:2]) < _NEEDS:
+    measurement already running in this process (``coverage run``, pytest-cov).
+
+    ``python`` is this interpreter's version; tests pass another rather than patch
+    ``sys.version_info``, which coverage's own imports read."""
+    if python[:2] < _NEEDS:
         raise pytest.UsageError(
             _(
                 "--kata-coverage needs Python 3.12 or later, and this is {version}: on older "
                 "Pythons the schedule noise takes the trace hook coverage needs, so lines "
                 "would be shown as never run when they did run. Run it with Python 3.12 or "
                 "later, or leave the option out."
-            ).format(version=".".join(map(str, sys.version_info[:3])))
+            ).format(version=".".join(map(str, python)))
         )
     try:
         import coverage
