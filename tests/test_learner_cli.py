@@ -314,6 +314,22 @@ def test_the_course_is_found_from_below_or_with_root(course: Path, tmp_path: Pat
     assert below.returncode == 0 and "pipe" in below.stdout
 
 
+def test_paths_inside_a_folder_named_with_two_dots_are_shown_as_typed(
+    course: Path, tmp_path: Path
+) -> None:
+    """``..course`` is below the current folder, not above it: the paths stay relative."""
+    dotted = course.rename(tmp_path / "..course")
+    nxt = katas(dotted, "next", "--root", "..course", cwd=tmp_path)
+    assert nxt.returncode == 0, nxt.stderr
+    shown = {
+        line.split(":", 1)[0].strip(): line.split(":", 1)[1].strip()
+        for line in nxt.stdout.splitlines()
+        if line.startswith("  ")
+    }
+    assert shown["lesson"] == os.path.join("..course", "katas", "pipe", "README.md")
+    assert shown["your file"] == os.path.join("..course", "katas", "pipe", "pipe.py")
+
+
 # -- watch ----------------------------------------------------------------------------------
 
 

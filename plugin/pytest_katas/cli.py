@@ -30,7 +30,7 @@ from typing import Any, Final
 from pytest_katas import grade, progress
 from pytest_katas import report as report_formats
 from pytest_katas.catalog import KATA_MANIFEST, Kata, KataError, Task, read_kata
-from pytest_katas.commands import katas_command
+from pytest_katas.commands import katas_command, shown
 from pytest_katas.messages import N_, _
 
 __all__ = ["main"]
@@ -429,15 +429,6 @@ def _find_root(start: Path) -> Path | None:
     return None
 
 
-def _shown(path: Path) -> str:
-    """A path as the learner can type it from here: relative when below this folder."""
-    try:
-        relative = os.path.relpath(path)
-    except ValueError:  # pragma: no cover - another drive
-        return str(path)
-    return str(path) if relative.startswith("..") else relative
-
-
 def _ask(question: str, yes: bool) -> bool:
     if yes:
         return True
@@ -645,8 +636,8 @@ def _next(learner: _Learner, args: argparse.Namespace, extra: list[str]) -> int:
         )
     )
     print(_(NEXT_STATUS).format(status=learner.task_status(kata, task)))
-    print(_(NEXT_LESSON).format(path=_shown(lesson(kata))))  # README.zh-CN.md in Chinese
-    print(_(NEXT_FILE).format(path=_shown(kata.stub)))
+    print(_(NEXT_LESSON).format(path=shown(lesson(kata))))  # README.zh-CN.md in Chinese
+    print(_(NEXT_FILE).format(path=shown(kata.stub)))
     print()
     print(_(NEXT_WORK).format(command=learner.command("watch", kata.name)))
     print(_(NEXT_STUCK).format(command=learner.command("hint", kata.name, str(task.id))))
@@ -667,7 +658,7 @@ def _watch(learner: _Learner, args: argparse.Namespace, extra: list[str]) -> int
         raise _Refused(_(BAD_RUNS))
     progress.save_pristine(learner.root, [kata])
     return watch.watch(
-        learner.root, kata, extra, args.runs, _shown(kata.stub), command=learner.command
+        learner.root, kata, extra, args.runs, shown(kata.stub), command=learner.command
     )
 
 
@@ -689,14 +680,14 @@ def _hint(learner: _Learner, args: argparse.Namespace, extra: list[str]) -> int:
         where = store.shown_path
         print(_(HINT_RESET).format(kata=kata.name, task=task.id, path=where, command=again))
         return 0
-    shown = store.step(kata.name, task.id, len(task.hints), args.how or "next")
+    given = store.step(kata.name, task.id, len(task.hints), args.how or "next")
     print(_(HINT_HEAD).format(kata=kata.name, task=task.id, title=_(task.title)))
-    for index in shown:
+    for index in given:
         print()
         print(_(HINT_LINE).format(number=index + 1, count=len(task.hints)))
         print(_fill(_(task.hints[index])))
     print()
-    if shown[-1] + 1 < len(task.hints):
+    if given[-1] + 1 < len(task.hints):
         print(_(HINT_MORE).format(next=again))
     else:
         print(_(HINT_LAST).format(command=learner.command("solution", kata.name)))
@@ -714,7 +705,7 @@ def _reset(learner: _Learner, args: argparse.Namespace, extra: list[str]) -> int
         hint = learner.command("hint", kata.name, "1")
         print(_(RESET_HINTS).format(kata=kata.name, command=hint))
         return 0
-    path = _shown(kata.stub)
+    path = shown(kata.stub)
     pristine = progress.pristine_stub(learner.root, kata)
     if pristine is None:
         why = _(RESET_NO_STUB).format(kata=kata.name, path=path, store=progress.STORE)
@@ -733,7 +724,7 @@ def _reset(learner: _Learner, args: argparse.Namespace, extra: list[str]) -> int
     progress.forget(learner.root, kata.name)
     print(_(RESET_DONE).format(path=path, source=source))
     if saved is not None:
-        print(_(RESET_BACKUP).format(backup=_shown(saved)))
+        print(_(RESET_BACKUP).format(backup=shown(saved)))
     print(_(RESET_FORGOT).format(command=watch_it))
     return 0
 
@@ -742,7 +733,7 @@ def _solution(learner: _Learner, args: argparse.Namespace, extra: list[str]) -> 
     kata = learner.usable(args.kata)
     reference = learner.root / "solutions" / kata.name / f"{kata.name}.py"
     if not reference.is_file():
-        raise _Refused(_(SOLUTION_NONE).format(path=_shown(reference)))
+        raise _Refused(_(SOLUTION_NONE).format(path=shown(reference)))
     if not learner.finished(kata):
         question = _(SOLUTION_ASK).format(
             kata=kata.name, done=len(learner.done(kata)), tasks=len(kata.tasks)
@@ -750,11 +741,11 @@ def _solution(learner: _Learner, args: argparse.Namespace, extra: list[str]) -> 
         if not _ask(question, args.yes):
             print(_(DECLINED))
             return 1
-    print(_(SOLUTION_HEAD).format(path=_shown(reference), kata=kata.name))
+    print(_(SOLUTION_HEAD).format(path=shown(reference), kata=kata.name))
     print()
     print(reference.read_text(encoding="utf-8").rstrip("\n"))
     print()
-    diff = f"diff -u {shlex.quote(_shown(kata.stub))} {shlex.quote(_shown(reference))}"
+    diff = f"diff -u {shlex.quote(shown(kata.stub))} {shlex.quote(shown(reference))}"
     print(_(SOLUTION_COMPARE).format(command=diff))
     print(_(SOLUTION_NEXT).format(command=learner.command("next")))
     return 0
