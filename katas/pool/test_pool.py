@@ -435,22 +435,35 @@ def test_crawl_reports_a_refused_connection_as_an_error(kata, site):
 @pytest.mark.kata_timeout(8)
 @any_start_method
 def test_crawl_gives_up_on_a_page_that_never_answers(kata, site):
-    stall, ok = site.url("/stall"), site.url("/bytes/5")
-    pages, errors = kata.crawl([stall, ok], processes=2)
-    if stall in pages:  # the site gave up first: it answers a stalled fetch after a while
+    # /stall says nothing at all; /stall-body sends its headers and a little of its body,
+    # then nothing: urlopen() has returned, and it is read() that must give up.
+    stall, halfway, ok = site.url("/stall"), site.url("/stall-body"), site.url("/bytes/5")
+    pages, errors = kata.crawl([stall, halfway, ok], processes=3)
+    for url, how in ((stall, "never answers"), (halfway, "stops halfway through its body")):
+        if url in pages:  # the site gave up first: it answers a stalled fetch after a while
+            raise fail_as(
+                "hang",
+                f"crawl() waited for {url}, a page that {how}, until the site itself gave up "
+                f"after {site.stall_limit:g} s: a fetch with no timeout waits for ever. Give "
+                "every urlopen() timeout=TIMEOUT, and the page ends in errors as a timeout",
+            )
+    if halfway not in errors and stall in errors:
         raise fail_as(
-            "hang",
-            f"crawl() waited for {stall}, a page that never answers, until the site itself "
-            f"gave up after {site.stall_limit:g} s: a fetch with no timeout waits for ever. Give "
-            "every urlopen() timeout=TIMEOUT, and the page ends in errors as a timeout",
+            "lost",
+            f"{halfway} answered 200 and sent 10 of its {site.body_stall_size} bytes, then "
+            f"nothing, and it is in neither dict, while {stall}, which never answered, is in "
+            "errors: the fetch failed after urlopen() returned, and the failure was lost. With "
+            "a timeout, "
+            "read() raises TimeoutError too: catch what read() raises as well as urlopen(), "
+            f"and send back its message. errors is {errors!r}",
         )
-    _check_each_arg_once([stall, ok], pages, errors, what="url")
+    _check_each_arg_once([stall, halfway, ok], pages, errors, what="url")
     assert pages == {ok: 5}, f"got pages {pages!r}"
     # Where the wait ran out decides the exception: URLError or TimeoutError.
-    assert re.fullmatch(r"\w+: .*timed out.*", errors[stall]), (
-        f"expected 'ExceptionType: ... timed out' for the page that never answers, got "
-        f"{errors[stall]!r}"
-    )
+    for url in (stall, halfway):
+        assert re.fullmatch(r"\w+: .*timed out.*", errors[url]), (
+            f"expected 'ExceptionType: ... timed out' for {url}, got {errors[url]!r}"
+        )
 
 
 @any_start_method
