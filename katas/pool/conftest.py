@@ -9,9 +9,9 @@ Pages:
   /boom          500
   /stall         says nothing for STALL_LIMIT seconds (longer on a busy machine), twice
                  crawl's TIMEOUT; then, given up on, answers 200 "stalled"
-  /stall-body    200 and a Content-Length of BODY_STALL_SIZE bytes at once, the first 10 of
-                 them, then nothing for STALL_LIMIT seconds: urlopen() returns, and read()
-                 must give up. Given up on, it sends the rest
+  /stall-body    200 and a Content-Length of BODY_STALL_SIZE bytes at once, the first
+                 BODY_STALL_SENT of them, then nothing for STALL_LIMIT seconds: urlopen()
+                 returns, and read() must give up. Given up on, it sends the rest
   /meet/<n>/<i>  200 at once, then a dot every TRICKLE seconds (so no client times out)
                  until n /meet pages are being served at the same moment. Then the body ends.
                  If they are not all there within PATIENCE seconds, the meeting is broken:
@@ -40,7 +40,7 @@ TRICKLE = 0.25
 # twice crawl's TIMEOUT of 2 s: a fetch with a timeout has given up long before; one
 # without would wait for ever, and gets the page instead, which the test tells apart.
 STALL_LIMIT = 4.0
-BODY_STALL_SIZE = 100
+BODY_STALL_SIZE, BODY_STALL_SENT = 100, 10  # /stall-body's length, and what it sends of it
 
 
 class _Meeting:
@@ -122,10 +122,10 @@ class _Handler(http.server.BaseHTTPRequestHandler):
                 self.send_header("Content-Type", "text/plain")
                 self.send_header("Content-Length", str(BODY_STALL_SIZE))
                 self.end_headers()
-                self.wfile.write(b"x" * 10)
+                self.wfile.write(b"x" * BODY_STALL_SENT)
                 self.wfile.flush()
                 if not self.server.stop.wait(patience(STALL_LIMIT)):
-                    self.wfile.write(b"x" * (BODY_STALL_SIZE - 10))
+                    self.wfile.write(b"x" * (BODY_STALL_SIZE - BODY_STALL_SENT))
             elif parts[0] == "meet":
                 self.send_response(200)
                 self.send_header("Content-Type", "text/plain")
@@ -157,7 +157,7 @@ class Site:
     dead: str  # a URL whose port refuses every connection
     zh_text: str = dataclasses.field(default=ZH_TEXT, repr=False)
     stall_limit: float = STALL_LIMIT  # how long /stall says nothing, on a quiet machine
-    body_stall_size: int = BODY_STALL_SIZE  # /stall-body's Content-Length; it sends 10 bytes
+    body_stall: tuple[int, int] = (BODY_STALL_SENT, BODY_STALL_SIZE)  # /stall-body sends a of b
 
     def url(self, path: str) -> str:
         return self.base + path

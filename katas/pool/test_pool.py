@@ -448,9 +448,10 @@ def test_crawl_gives_up_on_a_page_that_never_answers(kata, site):
                 "every urlopen() timeout=TIMEOUT, and the page ends in errors as a timeout",
             )
     if halfway not in errors and stall in errors:
+        sent, size = site.body_stall
         raise fail_as(
             "lost",
-            f"{halfway} answered 200 and sent 10 of its {site.body_stall_size} bytes, then "
+            f"{halfway} answered 200 and sent {sent} of its {size} bytes, then "
             f"nothing, and it is in neither dict, while {stall}, which never answered, is in "
             "errors: the fetch failed after urlopen() returned, and the failure was lost. With "
             "a timeout, "
