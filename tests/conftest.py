@@ -4,6 +4,7 @@ back what happened to each test."""
 from __future__ import annotations
 
 import ast
+import contextlib
 import dataclasses
 import os
 import re
@@ -11,6 +12,7 @@ import signal
 import subprocess
 import sys
 import xml.etree.ElementTree as ET
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -198,6 +200,21 @@ def pids_left(path: Path) -> list[int]:
         return []
     pids = [int(line) for line in path.read_text(encoding="utf-8").split()]
     return [pid for pid in pids if psutil.pid_exists(pid)]
+
+
+@contextlib.contextmanager
+def ctrl_c_as_in_a_terminal() -> Iterator[None]:
+    """Processes started inside get Ctrl-C (SIGINT) as a learner's terminal gives it.
+
+    A suite started as a background job of a script (``tox &`` with no job control, as a CI
+    runner may) has SIGINT ignored, and a child inherits an ignored signal: ``katas watch``
+    would then never see the Ctrl-C a test sends it. A handled signal is reset to its default
+    in a child, so this handles it here while the child starts (main thread only)."""
+    old = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, old)
 
 
 # The longest runs start first, so that no worker is left with one at the end while the

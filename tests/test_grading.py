@@ -14,7 +14,7 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
-from conftest import ROOT, write_kata
+from conftest import ROOT, ctrl_c_as_in_a_terminal, write_kata
 from pytest_katas import manifest
 
 # Nothing here depends on the Python version: run on one of them (tox.ini).
@@ -366,22 +366,21 @@ def test_an_interrupted_run_still_writes_its_report(pytester):
         timeout=120,
     )
     path = pytester.path / "report.json"
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "pytest",
-            "katas",
-            f"--kata-report={path}",
-            "-p",
-            "no:cacheprovider",
-        ],
-        cwd=pytester.path,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        # xdist workers ignore SIGINT, and children inherit that; a learner's shell does not.
-        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
-    )
+    with ctrl_c_as_in_a_terminal():
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "pytest",
+                "katas",
+                f"--kata-report={path}",
+                "-p",
+                "no:cacheprovider",
+            ],
+            cwd=pytester.path,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+        )
     try:
         # Ctrl-C once the run has begun (its start report is there), however long a busy
         # machine took to get that far; then a moment for the test to be under way.

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT
+from conftest import ROOT, ctrl_c_as_in_a_terminal
 
 # Nothing here depends on the Python version: run on one of them (tox.ini).
 pytestmark = pytest.mark.one_python
@@ -365,16 +365,17 @@ class _Lines:
 
 
 def test_watch_runs_then_reruns_on_save_and_ctrl_c_ends_it(course: Path) -> None:
-    process = subprocess.Popen(
-        [sys.executable, "-m", "pytest_katas.cli", "watch", "pipe"],
-        cwd=course,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        stdin=subprocess.DEVNULL,
-        text=True,
-        env=_env(),
-        start_new_session=True,  # its own process group, ended below whatever happens
-    )
+    with ctrl_c_as_in_a_terminal():
+        process = subprocess.Popen(
+            [sys.executable, "-m", "pytest_katas.cli", "watch", "pipe"],
+            cwd=course,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            text=True,
+            env=_env(),
+            start_new_session=True,  # its own process group, ended below whatever happens
+        )
     try:
         lines = _Lines(process)
         first = lines.until("Ctrl-C to stop")
