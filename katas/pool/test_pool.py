@@ -451,12 +451,11 @@ def test_crawl_gives_up_on_a_page_that_never_answers(kata, site):
         sent, size = site.body_stall
         raise fail_as(
             "lost",
-            f"{halfway} answered 200 and sent {sent} of its {size} bytes, then "
-            f"nothing, and it is in neither dict, while {stall}, which never answered, is in "
-            "errors: the fetch failed after urlopen() returned, and the failure was lost. With "
-            "a timeout, "
-            "read() raises TimeoutError too: catch what read() raises as well as urlopen(), "
-            f"and send back its message. errors is {errors!r}",
+            f"{halfway} answered 200 and sent {sent} of its {size} bytes, then nothing, and it "
+            f"is in neither dict, while {stall}, which never answered, is in errors: the fetch "
+            "failed after urlopen() returned, and the failure was lost. With a timeout, read() "
+            "raises TimeoutError too: catch what read() raises as well as urlopen(), and send "
+            f"back its message. errors is {errors!r}",
         )
     _check_each_arg_once([stall, halfway, ok], pages, errors, what="url")
     assert pages == {ok: 5}, f"got pages {pages!r}"
